@@ -1,0 +1,228 @@
+package pid1
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"vigil/observer"
+	"vigil/observer/control"
+	"vigil/observer/process"
+	"vigil/units"
+	"vigil/units/api"
+	"vigil/units/unitfile"
+)
+
+// Config is what a manager needs to run.
+type Config struct {
+	// UnitPaths are searched in order (earlier wins).
+	UnitPaths []string
+	// RuntimeDir holds the control socket and runtime state.
+	RuntimeDir string
+	// StateDir holds logs.
+	StateDir string
+	// ControlSocket defaults to RuntimeDir/control.sock.
+	ControlSocket string
+	// DefaultTarget is started at boot (default.target if empty).
+	DefaultTarget string
+	// Wants are added to the boot transaction (vigil.wants=).
+	Wants []string
+	// Console receives status lines; nil for none.
+	Console io.Writer
+	Color   bool
+	// Logf is the manager's own log; nil writes to stderr.
+	Logf func(format string, args ...any)
+	// KernelCommandLine and Virtualization feed conditions.
+	KernelCommandLine string
+	Virtualization    string
+	// OnDefaultTarget is called when the boot job finishes.
+	OnDefaultTarget func(target, result string)
+	// Shutdown carries out the final stage after every unit has stopped
+	// (PID 1 powers off; a plain manager just returns).
+	Shutdown func(action string)
+}
+
+// Manager is a running Vigil manager.
+type Manager struct {
+	cfg     Config
+	loop    *observer.Loop
+	units   *units.Manager
+	control *control.Server
+	logs    *logStore
+
+	mu       sync.Mutex
+	shutdown string
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+// DefaultUnitPaths are the system's unit directories, earlier wins.
+func DefaultUnitPaths() []string {
+	return []string{"/etc/vigil/units", "/run/vigil/units", "/usr/lib/vigil/units"}
+}
+
+// Start builds everything and boots the default target; Run then serves
+// until a shutdown request or ctx ends.
+func Start(ctx context.Context, cfg Config) (*Manager, error) {
+	if cfg.RuntimeDir == "" {
+		return nil, fmt.Errorf("no runtime directory")
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(cfg.RuntimeDir, "state")
+	}
+	if cfg.ControlSocket == "" {
+		cfg.ControlSocket = filepath.Join(cfg.RuntimeDir, "control.sock")
+	}
+	if cfg.DefaultTarget == "" {
+		cfg.DefaultTarget = "default.target"
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "vigil: "+format+"\n", args...) }
+	}
+	// The manager's life is its own: the caller's ctx ends it through Run,
+	// with an ordered stop, not by pulling the loop away.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	vm := &Manager{cfg: cfg, ctx: ctx, cancel: cancel}
+	vm.loop = observer.New(observer.Options{Logf: logf})
+	if _, err := process.Start(ctx, vm.loop); err != nil {
+		cancel()
+		return nil, err
+	}
+	store, err := openLogStore(filepath.Join(cfg.StateDir, "log"), cfg.Console)
+	if err != nil {
+		logf("log store: %v (keeping logs in memory only)", err)
+	}
+	vm.logs = store
+	spec := unitfile.DefaultContext()
+	spec.RuntimeDir = cfg.RuntimeDir
+	m, err := units.New(vm.loop, units.Options{
+		UnitPaths:         cfg.UnitPaths,
+		RuntimeDir:        cfg.RuntimeDir,
+		StateDir:          cfg.StateDir,
+		Console:           cfg.Console,
+		Color:             cfg.Color,
+		Logf:              logf,
+		Logs:              store,
+		KernelCommandLine: cfg.KernelCommandLine,
+		Virtualization:    cfg.Virtualization,
+		Specifiers:        spec,
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	vm.units = m
+	m.SetLogReader(store)
+	m.SetShutdown(vm.requestShutdown)
+	srv, err := control.Listen(vm.loop, cfg.ControlSocket, control.Options{
+		ReadOnlyMethods: []string{api.MethodList, api.MethodStatus, api.MethodShow, api.MethodCat,
+			api.MethodIsActive, api.MethodIsFailed, api.MethodIsEnabled, api.MethodListJobs,
+			api.MethodLogs, api.MethodPing},
+		Logf: logf,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	vm.control = srv
+	vm.loop.Do(vm.boot)
+	return vm, nil
+}
+
+// Units gives the unit manager; use it only on the loop goroutine.
+func (vm *Manager) Units() *units.Manager { return vm.units }
+
+// Loop gives the observer loop.
+func (vm *Manager) Loop() *observer.Loop { return vm.loop }
+
+func (vm *Manager) boot() {
+	target := vm.cfg.DefaultTarget
+	j, err := vm.units.Enqueue(target, api.JobStart, api.ModeReplace)
+	if err != nil {
+		vm.units.Logf("boot: cannot start %s: %v", target, err)
+		if vm.cfg.OnDefaultTarget != nil {
+			vm.cfg.OnDefaultTarget(target, api.ResultFailed)
+		}
+		return
+	}
+	j.OnDone(func(j *units.Job) {
+		if vm.cfg.OnDefaultTarget != nil {
+			vm.cfg.OnDefaultTarget(j.Unit.Name, j.Result)
+		}
+	})
+	for _, w := range vm.cfg.Wants {
+		if _, err := vm.units.Enqueue(w, api.JobStart, api.ModeReplace); err != nil {
+			vm.units.Logf("boot: cannot start %s: %v", w, err)
+		}
+	}
+}
+
+// requestShutdown runs on the loop: it isolates the shutdown target, and
+// when every unit has stopped, ends Run with the action.
+func (vm *Manager) requestShutdown(action string) error {
+	switch action {
+	case "poweroff", "reboot", "halt", "exit":
+	default:
+		return fmt.Errorf("unknown shutdown action %q (poweroff, reboot, halt)", action)
+	}
+	vm.mu.Lock()
+	already := vm.shutdown != ""
+	vm.shutdown = action
+	vm.mu.Unlock()
+	if already {
+		return nil
+	}
+	target := action + ".target"
+	if action == "exit" {
+		target = "shutdown.target"
+	}
+	vm.units.ShuttingDown()
+	j, err := vm.units.Enqueue(target, api.JobStart, api.ModeIsolate)
+	if err != nil {
+		vm.units.Logf("shutdown: %v; stopping units directly", err)
+		vm.finishShutdown()
+		return nil
+	}
+	j.OnDone(func(*units.Job) { vm.finishShutdown() })
+	return nil
+}
+
+func (vm *Manager) finishShutdown() {
+	// Let the loop drain the final replies before it stops.
+	vm.loop.AfterFunc(20*time.Millisecond, vm.cancel)
+}
+
+// Run serves until shutdown or ctx ends, and returns the shutdown action
+// ("" when ctx ended).
+func (vm *Manager) Run(ctx context.Context) string {
+	go func() {
+		select {
+		case <-ctx.Done():
+			// A stop from outside: stop every unit in order first.
+			vm.loop.Do(func() { vm.requestShutdown("exit") })
+		case <-vm.ctx.Done():
+		}
+	}()
+	vm.loop.Run(vm.ctx)
+	vm.control.Close()
+	if vm.logs != nil {
+		vm.logs.Close()
+	}
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.shutdown
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		out = append(out, f)
+	}
+	return out
+}

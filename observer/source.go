@@ -1,0 +1,94 @@
+package observer
+
+import "sync"
+
+// Source is one producer's hand-over queue into the loop. Post never blocks:
+// a bounded source drops and counts what does not fit; an unbounded one
+// (limit 0) keeps everything, for events that must never be lost, such as
+// process exits.
+type Source struct {
+	name  string
+	loop  *Loop
+	limit int
+
+	mu sync.Mutex
+	// queue[head:] waits for the loop. The loop takes from the head
+	// without shifting the rest down each time (that made a long queue
+	// quadratic); Post compacts when the backing array is full.
+	queue   []Event
+	head    int
+	posted  uint64
+	dropped uint64
+}
+
+// NewSource adds a producer. limit bounds its queue; 0 means unbounded.
+func (l *Loop) NewSource(name string, limit int) *Source {
+	s := &Source{name: name, loop: l, limit: limit}
+	l.mu.Lock()
+	l.sources = append(append([]*Source(nil), l.sources...), s)
+	l.mu.Unlock()
+	return s
+}
+
+// Name is the source's name, used as Event.Source when the event has none.
+func (s *Source) Name() string { return s.name }
+
+// Post queues an event for dispatch. It reports false when the queue was
+// full and the event was dropped; a dropped event's Hold is released with
+// its Default on the loop, since no observer will ever see it. Safe from
+// any goroutine.
+func (s *Source) Post(ev Event) bool {
+	if ev.Source == "" {
+		ev.Source = s.name
+	}
+	s.mu.Lock()
+	if s.limit > 0 && len(s.queue)-s.head >= s.limit {
+		s.dropped++
+		s.mu.Unlock()
+		if h := ev.Hold; h != nil && h.Release != nil {
+			release, verdict := h.Release, h.Default
+			s.loop.Do(func() { release(verdict) })
+		}
+		return false
+	}
+	if len(s.queue) == cap(s.queue) && s.head > 0 && s.head >= len(s.queue)/2 {
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue = s.queue[:n]
+		s.head = 0
+	}
+	s.queue = append(s.queue, ev)
+	s.posted++
+	s.mu.Unlock()
+	s.loop.poke()
+	return true
+}
+
+// take hands the loop up to max events. They are copied out, because the
+// loop gives observers pointers to them that may outlive this turn.
+func (s *Source) take(max int) []Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.queue) - s.head
+	if n == 0 {
+		return nil
+	}
+	if n > max {
+		n = max
+	}
+	out := make([]Event, n)
+	copy(out, s.queue[s.head:s.head+n])
+	clear(s.queue[s.head : s.head+n])
+	s.head += n
+	if s.head == len(s.queue) {
+		s.queue = s.queue[:0]
+		s.head = 0
+	}
+	return out
+}
+
+func (s *Source) info() SourceInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return SourceInfo{Name: s.name, Posted: s.posted, Dropped: s.dropped, Queued: len(s.queue) - s.head}
+}

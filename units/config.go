@@ -1,0 +1,366 @@
+package units
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"vigil/units/api"
+	"vigil/units/unitfile"
+)
+
+//go:embed builtin
+var builtinUnits embed.FS
+
+// config is a unit's decoded configuration.
+type config = unitfile.Unit
+
+// builtinDir is where the standard targets are written for the loader: the
+// last, lowest-precedence search path, so any file of the same name wins.
+func (m *Manager) builtinDir() string { return filepath.Join(m.opts.RuntimeDir, "builtin-units") }
+
+func (m *Manager) writeBuiltinUnits() error {
+	dir := m.builtinDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("builtin units: %w", err)
+	}
+	return fs.WalkDir(builtinUnits, "builtin", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := builtinUnits.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, d.Name()), data, 0o644)
+	})
+}
+
+func (m *Manager) searchPaths() []string {
+	return append(append([]string(nil), m.opts.UnitPaths...), m.builtinDir())
+}
+
+// scan (re)reads every unit file. Existing units keep their runtime state.
+func (m *Manager) scan() ReloadSummary {
+	var sum ReloadSummary
+	cfgs, problems := unitfile.Scan(m.searchPaths(), m.opts.Specifiers)
+	m.problems = m.problems[:0]
+	for _, p := range problems {
+		m.problems = append(m.problems, p.Error())
+		m.logf("%v", p)
+	}
+	seen := map[string]bool{}
+	names := make([]string, 0, len(cfgs))
+	for name := range cfgs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		cfg := cfgs[name]
+		if cfg.Name != name {
+			continue // an alias entry of the map
+		}
+		seen[name] = true
+		if old := m.units[name]; old != nil {
+			if m.reconfigure(old, cfg) {
+				sum.Changed = append(sum.Changed, name)
+			}
+			continue
+		}
+		m.addUnit(cfg)
+		sum.Added = append(sum.Added, name)
+	}
+	// Units whose files went away: drop them if they are idle, keep them
+	// (as not-found) while they run.
+	for name, u := range m.units {
+		if u.Name != name || seen[name] || u.cfg == nil {
+			continue
+		}
+		if u.active.IsInactiveOrFailed() && u.job == nil {
+			m.removeUnit(u)
+		} else {
+			u.LoadState = LoadNotFound
+			u.cfg = nil
+		}
+		sum.Removed = append(sum.Removed, name)
+	}
+	m.rebuildGraph()
+	return sum
+}
+
+// ReloadSummary says what a daemon-reload changed.
+type ReloadSummary struct{ Added, Removed, Changed []string }
+
+func hashConfig(cfg *config) string {
+	h := sha256.New()
+	for _, f := range append([]string{cfg.Fragment}, cfg.DropIns...) {
+		if f == "" {
+			continue
+		}
+		data, _ := os.ReadFile(f)
+		h.Write([]byte(f))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+func (m *Manager) newUnit(name string) *Unit {
+	u := &Unit{m: m, Name: name, active: StateInactive, sub: "dead", conditionResult: true}
+	if n, err := unitfile.ParseName(name); err == nil {
+		u.Type = string(n.Type)
+	}
+	return u
+}
+
+func (m *Manager) addUnit(cfg *config) *Unit {
+	u := m.newUnit(cfg.Name)
+	m.applyConfig(u, cfg)
+	m.units[u.Name] = u
+	for _, a := range u.Aliases {
+		if _, taken := m.units[a]; !taken {
+			m.units[a] = u
+		}
+	}
+	return u
+}
+
+func (m *Manager) removeUnit(u *Unit) {
+	for name, x := range m.units {
+		if x == u {
+			delete(m.units, name)
+		}
+	}
+}
+
+// applyConfig sets everything that comes from the files.
+func (m *Manager) applyConfig(u *Unit, cfg *config) {
+	u.cfg = cfg
+	u.Type = string(cfg.Type)
+	u.Aliases = cfg.Aliases
+	u.Description = cfg.Unit.Description
+	u.Fragment = cfg.Fragment
+	u.DropIns = cfg.DropIns
+	u.LoadState = string(cfg.LoadState)
+	u.LoadError = ""
+	u.loadedHash = hashConfig(cfg)
+	u.needReload = false
+	if cfg.LoadState == unitfile.LoadStateBadSetting || unitfile.HasErrors(cfg.Problems) {
+		u.LoadState = LoadBadSetting
+		var msgs []string
+		for _, p := range cfg.Problems {
+			if p.Severity == unitfile.SeverityError {
+				msgs = append(msgs, p.Error())
+			}
+		}
+		u.LoadError = strings.Join(msgs, "; ")
+	}
+	u.startLimit.interval = cfg.Unit.StartLimitInterval
+	u.startLimit.burst = cfg.Unit.StartLimitBurst
+	if u.LoadState != LoadLoaded {
+		if u.behaviour == nil {
+			u.behaviour = &inertBehaviour{u: u}
+		}
+		return
+	}
+	if u.behaviour != nil {
+		if _, inert := u.behaviour.(*inertBehaviour); !inert {
+			u.behaviour.Reconfigure()
+			return
+		}
+	}
+	u.behaviour = m.newBehaviour(u)
+}
+
+func (m *Manager) newBehaviour(u *Unit) Behaviour {
+	switch u.cfg.Type {
+	case unitfile.TypeService:
+		if u.cfg.Service != nil {
+			return newService(u)
+		}
+	case unitfile.TypeTarget:
+		return &target{u: u}
+	}
+	return &unsupported{target: target{u: u}}
+}
+
+// reconfigure takes a new configuration for a known unit after a reload,
+// reporting whether it changed.
+func (m *Manager) reconfigure(u *Unit, cfg *config) bool {
+	h := hashConfig(cfg)
+	changed := h != u.loadedHash || u.LoadState != string(cfg.LoadState)
+	m.applyConfig(u, cfg)
+	for _, a := range u.Aliases {
+		if _, taken := m.units[a]; !taken {
+			m.units[a] = u
+		}
+	}
+	return changed
+}
+
+// LoadUnit returns the unit of that name, loading its file (or a template
+// instance) if needed. Unknown names give a unit with LoadState not-found.
+func (m *Manager) LoadUnit(name string) (*Unit, error) {
+	if u := m.units[name]; u != nil {
+		return u, nil
+	}
+	n, err := unitfile.ParseName(name)
+	if err != nil {
+		return nil, fmt.Errorf("invalid unit name %q: %w", name, err)
+	}
+	if n.IsTemplate {
+		return nil, fmt.Errorf("unit %s is a template: name an instance (%s)", name, n.WithInstance("NAME"))
+	}
+	if name == "default.target" {
+		if mu, err := m.LoadUnit("multi-user.target"); err == nil {
+			m.units[name] = mu
+			return mu, nil
+		}
+	}
+	cfg, err := unitfile.Load(m.searchPaths(), name, m.opts.Specifiers)
+	var u *Unit
+	switch {
+	case cfg != nil:
+		u = m.addUnit(cfg)
+	case errors.Is(err, fs.ErrNotExist) || err == nil:
+		u = m.newUnit(name)
+		u.LoadState = LoadNotFound
+		u.LoadError = fmt.Sprintf("unit %s not found", name)
+		u.behaviour = &inertBehaviour{u: u}
+		m.units[name] = u
+	default:
+		u = m.newUnit(name)
+		u.LoadState = LoadError
+		u.LoadError = err.Error()
+		u.behaviour = &inertBehaviour{u: u}
+		m.units[name] = u
+	}
+	m.rebuildGraph()
+	return u, nil
+}
+
+// canonical resolves an alias to the unit's own name.
+func (m *Manager) canonical(name string) string {
+	if u := m.units[name]; u != nil {
+		return u.Name
+	}
+	return name
+}
+
+// rebuildGraph recomputes every unit's dependencies, with the implicit
+// ones and the inverses, from the configurations.
+func (m *Manager) rebuildGraph() {
+	units := m.Units()
+	for _, u := range units {
+		u.deps = [numDepKinds]map[string]bool{}
+	}
+	add := func(u *Unit, k DepKind, name string) {
+		name = m.canonical(name)
+		if name == u.Name {
+			return
+		}
+		u.addDep(k, name)
+		if other := m.units[name]; other != nil {
+			other.addDep(k.inverse(), u.Name)
+		}
+	}
+	for _, u := range units {
+		cfg := u.cfg
+		if cfg == nil {
+			continue
+		}
+		s := &cfg.Unit
+		for _, d := range []struct {
+			k     DepKind
+			names []string
+		}{
+			{Requires, s.Requires}, {Requisite, s.Requisite}, {Wants, s.Wants}, {BindsTo, s.BindsTo},
+			{PartOf, s.PartOf}, {Conflicts, s.Conflicts}, {After, s.After}, {Before, s.Before},
+			{OnFailure, s.OnFailure}, {OnSuccess, s.OnSuccess},
+		} {
+			for _, name := range d.names {
+				add(u, d.k, name)
+			}
+		}
+		if !s.DefaultDependencies {
+			continue
+		}
+		switch cfg.Type {
+		case unitfile.TypeService, unitfile.TypeSocket, unitfile.TypeTimer, unitfile.TypePath:
+			add(u, Requires, "sysinit.target")
+			add(u, After, "sysinit.target")
+			if cfg.Type == unitfile.TypeService {
+				add(u, After, "basic.target")
+			}
+			add(u, Conflicts, "shutdown.target")
+			add(u, Before, "shutdown.target")
+			switch cfg.Type {
+			case unitfile.TypeSocket:
+				add(u, Before, "sockets.target")
+			case unitfile.TypeTimer:
+				add(u, Before, "timers.target")
+			case unitfile.TypePath:
+				add(u, Before, "paths.target")
+			}
+		case unitfile.TypeTarget:
+			add(u, Conflicts, "shutdown.target")
+			add(u, Before, "shutdown.target")
+		}
+	}
+	// A target with default dependencies is ordered after what it pulls in.
+	for _, u := range units {
+		if u.cfg == nil || u.cfg.Type != unitfile.TypeTarget || !u.cfg.Unit.DefaultDependencies {
+			continue
+		}
+		for _, k := range []DepKind{Wants, Requires, BindsTo} {
+			for name := range u.deps[k] {
+				other := m.units[name]
+				if other == nil || other.hasDep(After, u.Name) || other.hasDep(Before, u.Name) {
+					continue
+				}
+				if other.cfg != nil && !other.cfg.Unit.DefaultDependencies {
+					continue
+				}
+				add(u, After, name)
+			}
+		}
+	}
+}
+
+func (u *Unit) jobTimeout() time.Duration {
+	if u.cfg == nil || u.cfg.Unit.JobTimeout == unitfile.Infinity {
+		return 0
+	}
+	return u.cfg.Unit.JobTimeout
+}
+
+// execContext returns the unit's exec settings, if its type has them.
+func (u *Unit) execContext() *unitfile.ExecContext {
+	switch {
+	case u.cfg == nil:
+		return nil
+	case u.cfg.Service != nil:
+		return &u.cfg.Service.ExecContext
+	case u.cfg.Socket != nil:
+		return &u.cfg.Socket.ExecContext
+	case u.cfg.Mount != nil:
+		return &u.cfg.Mount.ExecContext
+	}
+	return nil
+}
+
+// Reload re-reads unit files without restarting anything.
+func (m *Manager) Reload() api.ReloadResult {
+	sum := m.scan()
+	for _, u := range m.Units() {
+		u.needReload = false
+	}
+	return api.ReloadResult{Added: sum.Added, Removed: sum.Removed, Changed: sum.Changed, Problems: m.problems}
+}

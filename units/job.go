@@ -1,0 +1,342 @@
+package units
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"vigil/observer"
+	"vigil/units/api"
+)
+
+// Job states.
+const (
+	jobWaiting = "waiting"
+	jobRunning = "running"
+)
+
+// Job is a state change requested for one unit.
+type Job struct {
+	ID    uint64
+	Unit  *Unit
+	Type  string
+	State string
+	// Result is set when the job has finished.
+	Result string
+	// Reason explains a failure in one line.
+	Reason string
+	// irreversible jobs (shutdown) cannot be replaced by later transactions.
+	irreversible bool
+	// quiet jobs had nothing to do: no status line.
+	quiet bool
+	// phase tracks a restart: "stop" then "start".
+	phase   string
+	timer   observer.TimerID
+	created time.Time
+	begun   time.Time
+	// done callbacks run once, when the job finishes.
+	done []func(*Job)
+}
+
+func (j *Job) String() string { return fmt.Sprintf("%s/%s", j.Unit.Name, j.Type) }
+
+func (j *Job) info() api.JobInfo {
+	return api.JobInfo{ID: j.ID, Unit: j.Unit.Name, Type: j.Type, State: j.State, Result: j.Result, Reason: j.Reason}
+}
+
+// OnDone registers fn to run (on the loop) when the job finishes.
+func (j *Job) OnDone(fn func(*Job)) { j.done = append(j.done, fn) }
+
+// isStopLike is true for jobs that take a unit down.
+func isStopLike(t string) bool { return t == api.JobStop }
+
+// jobsOrdered reports whether job a must wait for job b, following
+// systemd's rule: on an After/Before edge, stop jobs go first; two start
+// jobs follow the edge; two stop jobs go against it.
+func jobsOrdered(a, b *Job) bool {
+	ua, ub := a.Unit, b.Unit
+	aAfterB := ua.hasDep(After, ub.Name) || ub.hasDep(Before, ua.Name)
+	bAfterA := ub.hasDep(After, ua.Name) || ua.hasDep(Before, ub.Name)
+	if !aAfterB && !bAfterA {
+		return false
+	}
+	aStop, bStop := a.effectiveStop(), b.effectiveStop()
+	switch {
+	case aStop && bStop:
+		return bAfterA // stopping in reverse order
+	case aStop != bStop:
+		return bStop // a stop goes first, whatever the edge
+	default:
+		return aAfterB
+	}
+}
+
+// effectiveStop is true while the job's next step takes the unit down.
+func (j *Job) effectiveStop() bool {
+	return isStopLike(j.Type) || ((j.Type == api.JobRestart || j.Type == api.JobTryRestart) && j.phase == api.JobStop)
+}
+
+// runnable reports whether no other pending job must go first.
+func (m *Manager) runnable(j *Job) bool {
+	for _, o := range m.jobs {
+		if o != j && jobsOrdered(j, o) {
+			return false
+		}
+	}
+	return true
+}
+
+// dispatchJobs starts every waiting job that ordering allows. It loops
+// because finishing one job synchronously may make others runnable.
+func (m *Manager) dispatchJobs() {
+	if m.dispatching {
+		m.redispatch = true
+		return
+	}
+	m.dispatching = true
+	defer func() { m.dispatching = false }()
+	for {
+		m.redispatch = false
+		ids := make([]uint64, 0, len(m.jobs))
+		for id, j := range m.jobs {
+			if j.State == jobWaiting {
+				ids = append(ids, id)
+			}
+		}
+		sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+		for _, id := range ids {
+			j, ok := m.jobs[id]
+			if !ok || j.State != jobWaiting || !m.runnable(j) {
+				continue
+			}
+			m.runJob(j)
+		}
+		if !m.redispatch {
+			return
+		}
+	}
+}
+
+func (m *Manager) runJob(j *Job) {
+	u := j.Unit
+	j.State = jobRunning
+	j.begun = time.Now()
+	m.redispatch = true
+	m.jobChanged(j)
+	switch j.Type {
+	case api.JobStart:
+		m.runStart(j)
+	case api.JobVerifyActive:
+		if u.active.IsActiveOrReloading() {
+			m.finishJob(j, api.ResultDone, "")
+		} else {
+			m.finishJob(j, api.ResultDependency, fmt.Sprintf("%s is not active", u.Name))
+		}
+	case api.JobStop:
+		if u.active.IsInactiveOrFailed() {
+			j.quiet = true
+			m.finishJob(j, api.ResultDone, "")
+			return
+		}
+		u.manualStop = true
+		m.statusLine(j, "stopping")
+		if err := u.behaviour.Stop(); err != nil {
+			m.finishJob(j, api.ResultFailed, err.Error())
+			return
+		}
+		m.checkJob(u)
+	case api.JobReload:
+		if !u.active.IsActiveOrReloading() {
+			m.finishJob(j, api.ResultInvalid, fmt.Sprintf("%s is not active, cannot reload", u.Name))
+			return
+		}
+		if err := u.behaviour.Reload(); err != nil {
+			m.finishJob(j, api.ResultFailed, err.Error())
+			return
+		}
+		m.checkJob(u)
+	case api.JobRestart, api.JobTryRestart:
+		if j.Type == api.JobTryRestart && !u.active.IsActiveOrReloading() && u.active != StateActivating {
+			m.finishJob(j, api.ResultDone, "")
+			return
+		}
+		if j.phase == "" {
+			j.phase = api.JobStop
+		}
+		if j.phase == api.JobStop {
+			if u.active.IsInactiveOrFailed() {
+				m.restartToStart(j)
+				return
+			}
+			u.manualStop = true
+			if err := u.behaviour.Stop(); err != nil {
+				m.finishJob(j, api.ResultFailed, err.Error())
+				return
+			}
+			m.checkJob(u)
+			return
+		}
+		m.runStart(j)
+	default:
+		m.finishJob(j, api.ResultInvalid, "unknown job type "+j.Type)
+	}
+}
+
+// restartToStart turns a restart job whose stop half is done into a start
+// job waiting for its turn, as systemd does.
+func (m *Manager) restartToStart(j *Job) {
+	j.phase = api.JobStart
+	j.State = jobWaiting
+	m.redispatch = true
+	m.dispatchJobs()
+}
+
+func (m *Manager) runStart(j *Job) {
+	u := j.Unit
+	if u.active.IsActiveOrReloading() {
+		j.quiet = true
+		m.finishJob(j, api.ResultDone, "")
+		return
+	}
+	if u.LoadState != LoadLoaded {
+		reason := fmt.Sprintf("unit %s is %s", u.Name, u.LoadState)
+		if u.LoadError != "" {
+			reason += ": " + u.LoadError
+		}
+		m.finishJob(j, api.ResultFailed, reason)
+		return
+	}
+	if st, ok := u.behaviour.(interface{ starting() bool }); ok && st.starting() {
+		return // already on its way: wait for the outcome
+	}
+	if ok, failed := m.checkConditions(u, false); !ok {
+		u.conditionResult = false
+		u.conditionFailed = failed
+		u.Logf("Condition check resulted in %s being skipped: %s", u.describe(), failed[0])
+		m.finishJob(j, api.ResultDone, "")
+		return
+	}
+	u.conditionResult = true
+	u.conditionFailed = nil
+	if ok, failed := m.checkConditions(u, true); !ok {
+		u.Logf("Assertion failed for %s: %s", u.describe(), failed[0])
+		m.finishJob(j, api.ResultAssert, "assertion failed: "+failed[0])
+		return
+	}
+	if !u.startLimit.allow(time.Now()) {
+		u.Logf("Start request repeated too quickly.")
+		m.failUnitStartLimit(u)
+		m.finishJob(j, api.ResultFailed, fmt.Sprintf("start request repeated too quickly for %s (start-limit-hit)", u.Name))
+		return
+	}
+	u.manualStop = false
+	m.statusLine(j, "starting")
+	if err := u.behaviour.Start(); err != nil {
+		m.finishJob(j, api.ResultFailed, err.Error())
+		return
+	}
+	m.checkJob(u)
+}
+
+// checkJob finishes the unit's running job if its state says so.
+func (m *Manager) checkJob(u *Unit) {
+	j := u.job
+	if j == nil || j.State != jobRunning {
+		return
+	}
+	st := u.active
+	switch j.Type {
+	case api.JobStart:
+		switch {
+		case st.IsActiveOrReloading(), st == StateInactive:
+			// A oneshot that ran to completion ends inactive: done, as in
+			// systemd.
+			m.finishJob(j, api.ResultDone, "")
+		case st == StateFailed:
+			m.finishJob(j, api.ResultFailed, m.failureReason(u))
+		}
+	case api.JobStop:
+		if st.IsInactiveOrFailed() {
+			m.finishJob(j, api.ResultDone, "")
+		}
+	case api.JobReload:
+		switch {
+		case st == StateActive:
+			m.finishJob(j, api.ResultDone, "")
+		case st.IsInactiveOrFailed():
+			m.finishJob(j, api.ResultFailed, m.failureReason(u))
+		}
+	case api.JobRestart, api.JobTryRestart:
+		if j.phase == api.JobStop {
+			if st.IsInactiveOrFailed() {
+				m.restartToStart(j)
+			}
+			return
+		}
+		switch {
+		case st.IsActiveOrReloading(), st == StateInactive:
+			m.finishJob(j, api.ResultDone, "")
+		case st == StateFailed:
+			m.finishJob(j, api.ResultFailed, m.failureReason(u))
+		}
+	}
+}
+
+func (m *Manager) failureReason(u *Unit) string {
+	if r, ok := u.behaviour.(interface{ FailureReason() string }); ok {
+		if s := r.FailureReason(); s != "" {
+			return s
+		}
+	}
+	return fmt.Sprintf("%s entered state %s", u.Name, u.active)
+}
+
+// finishJob ends a job with a result and lets its dependents react.
+func (m *Manager) finishJob(j *Job, result, reason string) {
+	if _, ok := m.jobs[j.ID]; !ok {
+		return
+	}
+	delete(m.jobs, j.ID)
+	u := j.Unit
+	if u.job == j {
+		u.job = nil
+	}
+	m.StopTimer(j.timer)
+	j.Result = result
+	j.Reason = reason
+	j.State = "done"
+	m.statusLine(j, result)
+	m.jobChanged(j)
+	for _, fn := range j.done {
+		fn(j)
+	}
+	if result != api.ResultDone && (j.Type == api.JobStart || j.Type == api.JobVerifyActive || j.Type == api.JobRestart) {
+		// Jobs that required this one cannot succeed any more.
+		for _, k := range []DepKind{RequiredBy, BoundBy, RequisiteOf} {
+			for _, name := range u.Deps(k) {
+				d := m.units[name]
+				if d == nil || d.job == nil {
+					continue
+				}
+				if t := d.job.Type; t == api.JobStart || t == api.JobVerifyActive || (t == api.JobRestart && d.job.phase != api.JobStop) {
+					m.finishJob(d.job, api.ResultDependency, fmt.Sprintf("dependency failed: %s (%s)", u.Name, result))
+				}
+			}
+		}
+	}
+	m.redispatch = true
+	m.dispatchJobs()
+}
+
+// cancelJob ends a job that a later transaction replaced.
+func (m *Manager) cancelJob(j *Job) { m.finishJob(j, api.ResultCanceled, "replaced by a later job") }
+
+// Jobs lists the pending jobs by ID.
+func (m *Manager) Jobs() []api.JobInfo {
+	out := make([]api.JobInfo, 0, len(m.jobs))
+	for _, j := range m.jobs {
+		out = append(out, j.info())
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}

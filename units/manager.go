@@ -1,0 +1,394 @@
+package units
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"vigil/observer"
+	"vigil/observer/process"
+	"vigil/units/api"
+	"vigil/units/unitfile"
+)
+
+// LogSink receives the lines the manager writes about units and the
+// output their processes print.
+type LogSink interface {
+	Append(unit, stream, text string)
+}
+
+// Options configure a Manager.
+type Options struct {
+	// UnitPaths are searched in order; earlier wins.
+	UnitPaths []string
+	// RuntimeDir holds sockets and runtime state (/run/vigil for PID 1).
+	RuntimeDir string
+	// StateDir holds logs and persistent state (/var/lib/vigil).
+	StateDir string
+	// Console receives boot status lines ("[  OK  ] Started Foo.").
+	Console io.Writer
+	// Color decorates status lines with ANSI colours.
+	Color bool
+	// Logf receives the manager's own log lines; nil writes them to stderr.
+	Logf func(format string, args ...any)
+	// Logs stores per-unit log lines; nil keeps none.
+	Logs LogSink
+	// Spawner starts processes; nil uses the default.
+	Spawner Spawner
+	// Environment is passed to every unit process, before its own.
+	Environment []string
+	// KernelCommandLine is read by kernel-command-line conditions.
+	KernelCommandLine string
+	// Virtualization is read by virtualization conditions ("none" if bare).
+	Virtualization string
+	// Specifiers gives the values of %t, %h, %H and friends.
+	Specifiers unitfile.Context
+}
+
+// Manager owns the units and their jobs. All its methods must be called on
+// the observer loop's goroutine.
+type Manager struct {
+	loop *observer.Loop
+	opts Options
+
+	units map[string]*Unit // by name and by alias
+	jobs  map[uint64]*Job
+
+	nextJob     uint64
+	dispatching bool
+	redispatch  bool
+
+	pids map[int]processOwner
+
+	shuttingDown bool
+	problems     []string
+
+	onShutdown ShutdownFunc
+	logReader  LogReader
+
+	jobWatchers  map[int]func(*Job)
+	unitWatchers map[int]func(*Unit)
+	nextWatcher  int
+}
+
+// processOwner is told when a process it started exits.
+type processOwner interface {
+	processExited(pid int, ex process.Exit)
+}
+
+// New loads every unit and registers the manager as a guest of loop. Call
+// it before loop.Run or on the loop goroutine.
+func New(loop *observer.Loop, opts Options) (*Manager, error) {
+	if opts.RuntimeDir == "" {
+		return nil, fmt.Errorf("manager: no runtime directory")
+	}
+	if opts.Virtualization == "" {
+		opts.Virtualization = "none"
+	}
+	if opts.Spawner == nil {
+		opts.Spawner = defaultSpawner{}
+	}
+	m := &Manager{
+		loop:         loop,
+		opts:         opts,
+		units:        map[string]*Unit{},
+		jobs:         map[uint64]*Job{},
+		pids:         map[int]processOwner{},
+		jobWatchers:  map[int]func(*Job){},
+		unitWatchers: map[int]func(*Unit){},
+	}
+	for _, dir := range []string{opts.RuntimeDir, opts.StateDir} {
+		if dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("manager: %w", err)
+		}
+	}
+	if err := m.writeBuiltinUnits(); err != nil {
+		return nil, err
+	}
+	m.scan()
+	if _, err := loop.Register(observer.Observer{
+		Guest:  "supervisor",
+		Name:   "process exits",
+		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{"process"}}}},
+		Notify: m.onProcessEvent,
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := loop.Register(observer.Observer{
+		Guest:  "supervisor",
+		Name:   "control requests",
+		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{"control"}}}},
+		Notify: m.onControlEvent,
+	}); err != nil {
+		return nil, err
+	}
+	for _, kind := range []string{api.JobStart, api.JobStop, api.JobRestart, api.JobReload, api.JobTryRestart} {
+		typ := kind
+		loop.DefineActor(typ, func(ev *observer.Event, args map[string]string) error {
+			_, err := m.Enqueue(args["unit"], typ, args["mode"])
+			return err
+		})
+	}
+	return m, nil
+}
+
+// Loop is the observer loop the manager is a guest of.
+func (m *Manager) Loop() *observer.Loop { return m.loop }
+
+// AfterFunc runs fn on the loop after d.
+func (m *Manager) AfterFunc(d time.Duration, fn func()) observer.TimerID {
+	return m.loop.AfterFunc(d, fn)
+}
+
+// StopTimer cancels a timer from AfterFunc.
+func (m *Manager) StopTimer(id observer.TimerID) {
+	if id != 0 {
+		m.loop.StopTimer(id)
+	}
+}
+
+func (m *Manager) logf(format string, args ...any) {
+	if m.opts.Logf != nil {
+		m.opts.Logf(format, args...)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "vigil: "+format+"\n", args...)
+}
+
+func (m *Manager) unitLogf(u *Unit, format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if m.opts.Logs != nil {
+		m.opts.Logs.Append(u.Name, "vigil", line)
+	}
+	m.logf("%s: %s", u.Name, line)
+}
+
+// Problems lists the load problems of the last scan, one line each.
+func (m *Manager) Problems() []string { return m.problems }
+
+// Unit returns a loaded unit by name or alias, or nil.
+func (m *Manager) Unit(name string) *Unit { return m.units[name] }
+
+// Units lists every loaded unit once (aliases folded), sorted by name.
+func (m *Manager) Units() []*Unit {
+	out := make([]*Unit, 0, len(m.units))
+	for name, u := range m.units {
+		if u.Name == name {
+			out = append(out, u)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	return out
+}
+
+// WatchJobs calls fn (on the loop) whenever a job is created, changes state
+// or finishes. It returns a function that stops watching.
+func (m *Manager) WatchJobs(fn func(*Job)) func() {
+	m.nextWatcher++
+	id := m.nextWatcher
+	m.jobWatchers[id] = fn
+	return func() { delete(m.jobWatchers, id) }
+}
+
+// WatchUnits calls fn (on the loop) whenever a unit changes state.
+func (m *Manager) WatchUnits(fn func(*Unit)) func() {
+	m.nextWatcher++
+	id := m.nextWatcher
+	m.unitWatchers[id] = fn
+	return func() { delete(m.unitWatchers, id) }
+}
+
+func (m *Manager) jobChanged(j *Job) {
+	for _, fn := range m.jobWatchers {
+		fn(j)
+	}
+}
+
+// unitChanged reacts to a unit's transition: its job, units bound to it,
+// and OnFailure/OnSuccess units.
+func (m *Manager) unitChanged(u *Unit, old, now ActiveState) {
+	m.checkJob(u)
+	wentDown := now.IsInactiveOrFailed() && !old.IsInactiveOrFailed()
+	if wentDown {
+		for _, name := range u.Deps(BoundBy) {
+			d := m.units[name]
+			if d == nil || d.active.IsInactiveOrFailed() || (d.job != nil && isStopLike(d.job.Type)) {
+				continue
+			}
+			d.Logf("Unit is bound to inactive unit %s. Stopping, too.", u.Name)
+			if _, err := m.Enqueue(d.Name, api.JobStop, api.ModeReplace); err != nil {
+				d.Logf("Failed to enqueue stop job: %v", err)
+			}
+		}
+		trigger := OnSuccess
+		if now == StateFailed {
+			trigger = OnFailure
+		}
+		if now == StateFailed || !u.manualStop {
+			for _, name := range u.Deps(trigger) {
+				if _, err := m.Enqueue(name, api.JobStart, api.ModeReplace); err != nil {
+					u.Logf("Failed to enqueue %s job for %s: %v", trigger, name, err)
+				} else {
+					u.Logf("Triggering %s dependency %s.", trigger, name)
+				}
+			}
+		}
+	}
+	for _, fn := range m.unitWatchers {
+		fn(u)
+	}
+}
+
+// failUnitStartLimit puts a unit into failed with result start-limit-hit.
+func (m *Manager) failUnitStartLimit(u *Unit) {
+	if f, ok := u.behaviour.(interface{ failStartLimit() }); ok {
+		f.failStartLimit()
+		return
+	}
+	u.SetState(StateFailed, "failed")
+}
+
+// watchPID routes the exit of pid to owner.
+func (m *Manager) watchPID(pid int, owner processOwner) { m.pids[pid] = owner }
+
+func (m *Manager) unwatchPID(pid int) { delete(m.pids, pid) }
+
+func (m *Manager) onProcessEvent(ev *observer.Event) {
+	ex, ok := ev.Payload.(process.Exit)
+	if !ok || ev.Kind != "exit" {
+		return
+	}
+	owner, ok := m.pids[ex.PID]
+	if !ok {
+		return // an orphan we adopted and reaped: nothing to do
+	}
+	delete(m.pids, ex.PID)
+	owner.processExited(ex.PID, ex)
+}
+
+// Status lines on the console, in systemd's familiar form.
+type consoleKind int
+
+const (
+	consoleOK consoleKind = iota
+	consoleFailed
+	consoleDepend
+	consoleTime
+	consoleWarn
+	consoleInfo
+)
+
+func (m *Manager) consoleLine(kind consoleKind, format string, args ...any) {
+	if m.opts.Console == nil {
+		return
+	}
+	tags := [...]string{"  OK  ", "FAILED", "DEPEND", " TIME ", " WARN ", ""}
+	colors := [...]string{"\x1b[0;32m", "\x1b[0;1;31m", "\x1b[0;1;33m", "\x1b[0;1;31m", "\x1b[0;1;33m", ""}
+	msg := fmt.Sprintf(format, args...)
+	var line string
+	switch {
+	case kind == consoleInfo:
+		line = "         " + msg
+	case m.opts.Color:
+		line = "[" + colors[kind] + tags[kind] + "\x1b[0m] " + msg
+	default:
+		line = "[" + tags[kind] + "] " + msg
+	}
+	io.WriteString(m.opts.Console, line+"\n")
+}
+
+// jobMessages lets a behaviour word its status lines ("Reached target").
+type jobMessages interface {
+	jobMessage(jobType, event string) (string, bool)
+}
+
+func (m *Manager) statusLine(j *Job, event string) {
+	u := j.Unit
+	if j.quiet {
+		return
+	}
+	if jm, ok := u.behaviour.(jobMessages); ok {
+		if msg, ok := jm.jobMessage(j.Type, event); ok {
+			if msg != "" {
+				kind := consoleOK
+				if event == "starting" || event == "stopping" {
+					kind = consoleInfo
+				}
+				m.consoleLine(kind, "%s", msg)
+			}
+			return
+		}
+	}
+	desc := u.describe()
+	stopping := j.effectiveStop() && j.Type != api.JobRestart || j.Type == api.JobStop
+	switch event {
+	case "starting":
+		m.consoleLine(consoleInfo, "Starting %s...", desc)
+	case "stopping":
+		m.consoleLine(consoleInfo, "Stopping %s...", desc)
+	case api.ResultDone:
+		if stopping {
+			m.consoleLine(consoleOK, "Stopped %s.", desc)
+		} else if j.Type == api.JobReload {
+			m.consoleLine(consoleOK, "Reloaded %s.", desc)
+		} else if u.active.IsActiveOrReloading() && u.conditionResult {
+			m.consoleLine(consoleOK, "Started %s.", desc)
+		}
+	case api.ResultFailed:
+		if stopping {
+			m.consoleLine(consoleFailed, "Stopped (with error) %s.", desc)
+		} else {
+			m.consoleLine(consoleFailed, "Failed to start %s.", desc)
+			m.consoleLine(consoleInfo, "See 'initctl status %s' for details.", u.Name)
+		}
+	case api.ResultDependency:
+		m.consoleLine(consoleDepend, "Dependency failed for %s.", desc)
+	case api.ResultTimeout:
+		verb := "starting"
+		if stopping {
+			verb = "stopping"
+		}
+		m.consoleLine(consoleTime, "Timed out %s %s.", verb, desc)
+	case api.ResultAssert:
+		m.consoleLine(consoleFailed, "Assertion failed for %s.", desc)
+	}
+	if m.opts.Logs != nil && (event == api.ResultFailed || event == api.ResultTimeout || event == api.ResultDependency) {
+		m.opts.Logs.Append(u.Name, "vigil", fmt.Sprintf("Job %s/%s finished with result %s.", u.Name, j.Type, event))
+	}
+}
+
+// ShuttingDown marks the manager as going down: stop jobs become
+// irreversible and restart policies stop.
+func (m *Manager) ShuttingDown() { m.shuttingDown = true }
+
+// IsShuttingDown reports whether ShuttingDown was called.
+func (m *Manager) IsShuttingDown() bool { return m.shuttingDown }
+
+// Run is a convenience for callers that own the loop: it starts the reaper
+// and runs the loop until ctx ends.
+func Run(ctx context.Context, loop *observer.Loop) error {
+	if _, err := process.Start(ctx, loop); err != nil {
+		return err
+	}
+	return loop.Run(ctx)
+}
+
+func joinNonEmpty(sep string, parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, sep)
+}
+
+// Logf writes a line to the manager's log.
+func (m *Manager) Logf(format string, args ...any) { m.logf(format, args...) }

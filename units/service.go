@@ -1,0 +1,899 @@
+package units
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"vigil/observer"
+	"vigil/observer/process"
+	"vigil/units/api"
+	"vigil/units/unitfile"
+)
+
+// Service sub-states, as systemd names them.
+const (
+	svcDead         = "dead"
+	svcCondition    = "condition"
+	svcStartPre     = "start-pre"
+	svcStart        = "start"
+	svcStartPost    = "start-post"
+	svcRunning      = "running"
+	svcExited       = "exited"
+	svcReload       = "reload"
+	svcStop         = "stop"
+	svcStopSigterm  = "stop-sigterm"
+	svcStopSigkill  = "stop-sigkill"
+	svcStopPost     = "stop-post"
+	svcFinalSigterm = "final-sigterm"
+	svcFinalSigkill = "final-sigkill"
+	svcFailed       = "failed"
+	svcAutoRestart  = "auto-restart"
+)
+
+// Service results, as systemd names them.
+const (
+	resultSuccess       = "success"
+	resultExitCode      = "exit-code"
+	resultSignal        = "signal"
+	resultCoreDump      = "core-dump"
+	resultTimeout       = "timeout"
+	resultWatchdog      = "watchdog"
+	resultStartLimitHit = "start-limit-hit"
+	resultResources     = "resources"
+	resultProtocol      = "protocol"
+	resultOOMKill       = "oom-kill"
+)
+
+func serviceActiveState(sub string) ActiveState {
+	switch sub {
+	case svcRunning, svcExited:
+		return StateActive
+	case svcReload:
+		return StateReloading
+	case svcCondition, svcStartPre, svcStart, svcStartPost, svcAutoRestart:
+		return StateActivating
+	case svcStop, svcStopSigterm, svcStopSigkill, svcStopPost, svcFinalSigterm, svcFinalSigkill:
+		return StateDeactivating
+	case svcFailed:
+		return StateFailed
+	}
+	return StateInactive
+}
+
+// service is the behaviour of .service units.
+type service struct {
+	u   *Unit
+	m   *Manager
+	cfg *unitfile.ServiceSection
+
+	state  string
+	result string
+	// reloadResult is kept apart: a failed reload does not fail the unit.
+	reloadResult string
+
+	mainPID    int
+	controlPID int
+	// sessions are the session IDs of every process we started: all their
+	// members belong to the unit (until cgroups track it exactly).
+	sessions map[int]bool
+
+	mainExit     *process.Exit
+	mainExitText string
+	// pending holds the commands of the current phase still to run.
+	pending []unitfile.Command
+	phase   string
+	// afterControl continues the state machine when the control process
+	// exits (true when it succeeded).
+	afterControl func(ok bool)
+	timer        observer.TimerID
+	pollTimer    observer.TimerID
+
+	nRestarts   int
+	restartStep int
+	statusText  string
+	execStart   time.Time
+	execExit    time.Time
+	failReason  string
+	stopForced  bool
+
+	mainCommand    unitfile.Command
+	controlCommand unitfile.Command
+}
+
+func newService(u *Unit) *service {
+	s := &service{u: u, m: u.m, cfg: u.cfg.Service, state: svcDead, result: resultSuccess, sessions: map[int]bool{}}
+	return s
+}
+
+func (s *service) Reconfigure() { s.cfg = s.u.cfg.Service }
+
+func (s *service) setState(sub string) {
+	s.state = sub
+	s.u.SetState(serviceActiveState(sub), sub)
+}
+
+// starting reports whether an activation is already under way.
+func (s *service) starting() bool {
+	switch s.state {
+	case svcCondition, svcStartPre, svcStart, svcStartPost:
+		return true
+	}
+	return false
+}
+
+func (s *service) CanReload() bool { return len(s.cfg.ExecReload) > 0 }
+
+func (s *service) FailureReason() string { return s.failReason }
+
+func (s *service) Start() error {
+	if s.starting() {
+		return nil
+	}
+	if s.state == svcAutoRestart {
+		s.m.StopTimer(s.timer)
+		s.nRestarts++
+	} else {
+		s.restartStep = 0
+	}
+	s.result = resultSuccess
+	s.reloadResult = resultSuccess
+	s.failReason = ""
+	s.mainExit = nil
+	s.mainExitText = ""
+	s.statusText = ""
+	s.stopForced = false
+	s.sessions = map[int]bool{}
+	s.armTimeout(s.cfg.TimeoutStart)
+	if len(s.cfg.ExecStartPre) > 0 {
+		s.setState(svcStartPre)
+		s.runCommands(svcStartPre, s.cfg.ExecStartPre, func(ok bool) {
+			if !ok {
+				s.fail(resultExitCode, "a start-pre command failed")
+				return
+			}
+			s.enterStart()
+		})
+		return nil
+	}
+	s.enterStart()
+	return nil
+}
+
+func (s *service) enterStart() {
+	if len(s.cfg.ExecStart) == 0 {
+		if s.cfg.Type == unitfile.ServiceOneshot {
+			s.enterStartPost()
+			return
+		}
+		s.fail(resultResources, "no exec-start command")
+		return
+	}
+	s.setState(svcStart)
+	switch s.cfg.Type {
+	case unitfile.ServiceForking:
+		s.runCommands(svcStart, s.cfg.ExecStart[:1], func(ok bool) {
+			if !ok {
+				s.fail(resultExitCode, "the control process exited with an error")
+				return
+			}
+			if pid := s.readPIDFile(); pid > 0 {
+				s.mainPID = pid
+				s.m.watchPID(pid, s)
+			} else if s.cfg.PIDFile != "" {
+				s.fail(resultProtocol, fmt.Sprintf("PID file %s not readable (yet?) after start", s.cfg.PIDFile))
+				return
+			} else if s.cfg.GuessMainPID {
+				s.mainPID = s.guessMainPID()
+			}
+			s.execStart = time.Now()
+			s.enterStartPost()
+		})
+	case unitfile.ServiceOneshot:
+		s.pending = append([]unitfile.Command(nil), s.cfg.ExecStart...)
+		s.runNextMain()
+	default:
+		pid, err := s.spawn(s.cfg.ExecStart[0], true)
+		if err != nil {
+			s.execFailed(s.cfg.ExecStart[0], err)
+			return
+		}
+		s.mainPID = pid
+		s.execStart = time.Now()
+		s.enterStartPost()
+	}
+}
+
+// runNextMain runs a oneshot's commands one after another as main process.
+func (s *service) runNextMain() {
+	if len(s.pending) == 0 {
+		s.mainPID = 0
+		s.enterStartPost()
+		return
+	}
+	cmd := s.pending[0]
+	s.pending = s.pending[1:]
+	pid, err := s.spawn(cmd, true)
+	if err != nil {
+		s.execFailed(cmd, err)
+		return
+	}
+	s.mainPID = pid
+	s.execStart = time.Now()
+	s.phase = "oneshot"
+	s.afterControl = nil
+	s.mainCommand = cmd
+}
+
+func (s *service) enterStartPost() {
+	if len(s.cfg.ExecStartPost) > 0 {
+		s.setState(svcStartPost)
+		s.runCommands(svcStartPost, s.cfg.ExecStartPost, func(ok bool) {
+			if !ok {
+				s.fail(resultExitCode, "a start-post command failed")
+				return
+			}
+			s.enterRunning()
+		})
+		return
+	}
+	s.enterRunning()
+}
+
+func (s *service) enterRunning() {
+	s.m.StopTimer(s.timer)
+	s.timer = 0
+	if s.cfg.Type == unitfile.ServiceOneshot || (s.mainPID == 0 && s.mainExit != nil) {
+		if s.result != resultSuccess {
+			s.enterStop(s.result)
+			return
+		}
+		if s.cfg.RemainAfterExit {
+			s.setState(svcExited)
+			return
+		}
+		s.enterStop(resultSuccess)
+		return
+	}
+	s.setState(svcRunning)
+	if s.cfg.Type == unitfile.ServiceForking && s.mainPID == 0 {
+		// No main process known: the unit lives as long as its processes.
+		s.pollProcesses()
+	}
+}
+
+// runCommands runs cmds one by one as the control process, then calls
+// next with whether all succeeded (commands with '-' always succeed).
+func (s *service) runCommands(phase string, cmds []unitfile.Command, next func(ok bool)) {
+	s.phase = phase
+	s.pending = append([]unitfile.Command(nil), cmds...)
+	s.afterControl = next
+	s.runNextControl()
+}
+
+func (s *service) runNextControl() {
+	if len(s.pending) == 0 {
+		next := s.afterControl
+		s.afterControl = nil
+		s.controlPID = 0
+		if next != nil {
+			next(true)
+		}
+		return
+	}
+	cmd := s.pending[0]
+	s.pending = s.pending[1:]
+	pid, err := s.spawn(cmd, false)
+	if err != nil {
+		s.u.Logf("Failed to execute %s: %v", cmd.Path, err)
+		if cmd.IgnoreFailure {
+			s.runNextControl()
+			return
+		}
+		next := s.afterControl
+		s.afterControl = nil
+		s.failReason = fmt.Sprintf("failed to execute %s: %v", cmd.Path, err)
+		if next != nil {
+			next(false)
+		}
+		return
+	}
+	s.controlPID = pid
+	s.controlCommand = cmd
+}
+
+func (s *service) spawn(cmd unitfile.Command, main bool) (int, error) {
+	spec, err := s.m.execSpec(s.u, &s.cfg.ExecContext, cmd, s.mainPID)
+	if err != nil {
+		return 0, err
+	}
+	started, err := s.m.opts.Spawner.Spawn(spec)
+	if err != nil {
+		return 0, err
+	}
+	s.sessions[started.PID] = true
+	s.m.watchPID(started.PID, s)
+	s.m.captureOutput(s.u, started)
+	return started.PID, nil
+}
+
+// execFailed handles a command that could not be executed at all, as
+// systemd does with its 203/EXEC status.
+func (s *service) execFailed(cmd unitfile.Command, err error) {
+	s.u.Logf("Failed to execute %s: %v", cmd.Path, err)
+	s.mainExitText = "status=203/EXEC"
+	s.failReason = fmt.Sprintf("failed to execute %s: %v", cmd.Path, err)
+	s.fail(resultExitCode, "")
+}
+
+// fail ends an activation with a result.
+func (s *service) fail(result, reason string) {
+	if reason != "" && s.failReason == "" {
+		s.failReason = reason
+	}
+	s.enterStop(result)
+}
+
+func (s *service) processExited(pid int, ex process.Exit) {
+	switch pid {
+	case s.mainPID:
+		s.mainPID = 0
+		s.mainExit = &ex
+		s.execExit = time.Now()
+		s.mainExitText = s.exitText(ex)
+		s.mainExited(ex)
+	case s.controlPID:
+		s.controlPID = 0
+		s.controlExited(ex)
+	default:
+		// A process we adopted when its parent died: check whether the
+		// unit still has anything running.
+		s.checkEmpty()
+	}
+}
+
+func (s *service) exitText(ex process.Exit) string {
+	if ex.Signal != 0 {
+		return "signal=" + strings.TrimPrefix(unitfile.SignalName(ex.Signal), "SIG")
+	}
+	return "status=" + strconv.Itoa(ex.Code)
+}
+
+// exitResult classifies an exit the way systemd does.
+func (s *service) exitResult(ex process.Exit) string {
+	if ex.Signal != 0 {
+		if s.cfg.SuccessExitStatus.HasSignal(ex.Signal) {
+			return resultSuccess
+		}
+		switch ex.Signal {
+		case syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE:
+			if s.cfg.Type != unitfile.ServiceOneshot || s.stopForced {
+				return resultSuccess
+			}
+		}
+		if ex.CoreDumped {
+			return resultCoreDump
+		}
+		return resultSignal
+	}
+	if ex.Code == 0 || s.cfg.SuccessExitStatus.HasCode(ex.Code) {
+		return resultSuccess
+	}
+	return resultExitCode
+}
+
+func (s *service) mainExited(ex process.Exit) {
+	res := s.exitResult(ex)
+	if res != resultSuccess {
+		s.u.Logf("Main process exited, code=%s", s.mainExitText)
+		if s.failReason == "" {
+			s.failReason = fmt.Sprintf("the main process exited with %s", s.mainExitText)
+		}
+	} else {
+		s.u.Logf("Main process exited, %s", s.mainExitText)
+	}
+	switch s.state {
+	case svcStart:
+		if s.cfg.Type == unitfile.ServiceOneshot {
+			if res != resultSuccess {
+				s.fail(res, "")
+				return
+			}
+			s.runNextMain()
+			return
+		}
+		s.fail(res, "")
+	case svcStartPost, svcRunning, svcReload:
+		if res != resultSuccess {
+			s.result = res
+		}
+		if s.state == svcStartPost {
+			return // the post commands decide; enterRunning sees the exit
+		}
+		if res == resultSuccess && s.cfg.RemainAfterExit {
+			s.setState(svcExited)
+			return
+		}
+		s.enterStop(res)
+	case svcStop, svcStopSigterm, svcStopSigkill, svcFinalSigterm, svcFinalSigkill:
+		s.checkEmpty()
+	}
+}
+
+func (s *service) controlExited(ex process.Exit) {
+	ok := s.exitResult(ex) == resultSuccess || s.controlCommand.IgnoreFailure
+	if !ok {
+		s.u.Logf("Control process (%s) exited, %s", s.controlCommand.Path, s.exitText(ex))
+		s.failReason = fmt.Sprintf("the control process (%s) exited with %s", s.phase, s.exitText(ex))
+		if s.state == svcReload {
+			s.reloadResult = s.exitResult(ex)
+		}
+	}
+	if s.afterControl == nil {
+		s.checkEmpty()
+		return
+	}
+	if !ok {
+		next := s.afterControl
+		s.afterControl = nil
+		s.pending = nil
+		next(false)
+		return
+	}
+	s.runNextControl()
+}
+
+// enterStop runs exec-stop, then signals what is left, then exec-stop-post.
+func (s *service) enterStop(result string) {
+	if s.result == resultSuccess {
+		s.result = result
+	}
+	s.m.StopTimer(s.timer)
+	s.timer = 0
+	s.pending = nil
+	s.afterControl = nil
+	wasRunning := s.state == svcRunning || s.state == svcExited || s.state == svcStartPost || s.state == svcReload
+	if wasRunning && len(s.cfg.ExecStop) > 0 {
+		s.setState(svcStop)
+		s.armTimeout(s.cfg.TimeoutStop)
+		s.runCommands(svcStop, s.cfg.ExecStop, func(bool) { s.enterSignal(svcStopSigterm) })
+		return
+	}
+	s.enterSignal(svcStopSigterm)
+}
+
+// enterSignal sends the stop signal (or the final kill) to what remains.
+func (s *service) enterSignal(sub string) {
+	s.m.StopTimer(s.timer)
+	s.timer = 0
+	sig := s.cfg.KillSignal
+	if sub == svcStopSigkill || sub == svcFinalSigkill {
+		sig = s.cfg.FinalKillSignal
+	}
+	if s.controlPID != 0 && sub == svcStopSigterm {
+		// A control process still running (start-pre, reload...) is
+		// part of what we stop.
+		s.afterControl = nil
+		s.pending = nil
+	}
+	pids := s.killTargets(sub == svcStopSigkill || sub == svcFinalSigkill)
+	if len(pids) == 0 {
+		s.afterSignals(sub)
+		return
+	}
+	s.setState(sub)
+	for _, pid := range pids {
+		syscall.Kill(pid, sig)
+		if s.cfg.SendSIGHUP && sig != syscall.SIGKILL && pid == s.mainPID {
+			syscall.Kill(pid, syscall.SIGHUP)
+		}
+	}
+	if sig != syscall.SIGKILL && sig != syscall.SIGSTOP {
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	next := svcStopSigkill
+	if sub == svcFinalSigterm {
+		next = svcFinalSigkill
+	}
+	if sub == svcStopSigkill || sub == svcFinalSigkill {
+		s.armTimer(s.cfg.TimeoutStop, func() {
+			s.u.Logf("Processes still around after final kill signal. Ignoring.")
+			s.afterSignals(sub)
+		})
+	} else if s.cfg.SendSIGKILL {
+		s.armTimer(s.cfg.TimeoutStop, func() {
+			s.u.Logf("State '%s' timed out. Killing.", sub)
+			if s.result == resultSuccess {
+				s.result = resultTimeout
+			}
+			s.enterSignal(next)
+		})
+	}
+	s.pollProcesses()
+}
+
+// killTargets lists the processes a stop signals, per kill-mode.
+func (s *service) killTargets(final bool) []int {
+	mode := s.cfg.KillMode
+	var pids []int
+	add := func(pid int) {
+		if pid > 0 {
+			for _, p := range pids {
+				if p == pid {
+					return
+				}
+			}
+			pids = append(pids, pid)
+		}
+	}
+	switch mode {
+	case unitfile.KillNone:
+		return nil
+	case unitfile.KillProcess:
+		add(s.mainPID)
+		add(s.controlPID)
+		return pids
+	case unitfile.KillMixed:
+		add(s.mainPID)
+		add(s.controlPID)
+		if !final {
+			return pids
+		}
+	}
+	add(s.mainPID)
+	add(s.controlPID)
+	for _, pid := range s.m.sessionMembers(s.sessions) {
+		add(pid)
+	}
+	return pids
+}
+
+// remaining reports whether any process of the unit is still alive.
+func (s *service) remaining() bool {
+	if s.mainPID != 0 || s.controlPID != 0 {
+		return true
+	}
+	if s.cfg.KillMode == unitfile.KillProcess || s.cfg.KillMode == unitfile.KillNone {
+		return false
+	}
+	return len(s.m.sessionMembers(s.sessions)) > 0
+}
+
+// pollProcesses rechecks, while stopping, whether the unit's processes are
+// gone. Exits of adopted processes also trigger checkEmpty; the poll covers
+// processes that are not our children.
+func (s *service) pollProcesses() {
+	s.m.StopTimer(s.pollTimer)
+	s.pollTimer = s.m.AfterFunc(50*time.Millisecond, func() {
+		s.pollTimer = 0
+		s.checkEmpty()
+		switch s.state {
+		case svcStopSigterm, svcStopSigkill, svcFinalSigterm, svcFinalSigkill:
+			s.pollProcesses()
+		case svcRunning:
+			if s.mainPID == 0 && s.cfg.Type == unitfile.ServiceForking {
+				s.pollProcesses()
+			}
+		}
+	})
+}
+
+func (s *service) checkEmpty() {
+	switch s.state {
+	case svcStopSigterm, svcStopSigkill:
+		if !s.remaining() {
+			s.afterSignals(s.state)
+		}
+	case svcFinalSigterm, svcFinalSigkill:
+		if !s.remaining() {
+			s.enterDead()
+		}
+	case svcRunning:
+		if s.mainPID == 0 && s.cfg.Type == unitfile.ServiceForking && !s.remaining() {
+			s.enterStop(resultSuccess)
+		}
+	}
+}
+
+func (s *service) afterSignals(sub string) {
+	s.m.StopTimer(s.timer)
+	s.timer = 0
+	s.m.StopTimer(s.pollTimer)
+	s.pollTimer = 0
+	if sub == svcFinalSigterm || sub == svcFinalSigkill {
+		s.enterDead()
+		return
+	}
+	if len(s.cfg.ExecStopPost) > 0 {
+		s.setState(svcStopPost)
+		s.armTimeout(s.cfg.TimeoutStop)
+		s.runCommands(svcStopPost, s.cfg.ExecStopPost, func(bool) { s.enterSignal(svcFinalSigterm) })
+		return
+	}
+	s.enterSignal(svcFinalSigterm)
+}
+
+func (s *service) enterDead() {
+	s.m.StopTimer(s.timer)
+	s.timer = 0
+	s.m.StopTimer(s.pollTimer)
+	s.pollTimer = 0
+	s.mainPID, s.controlPID = 0, 0
+	for pid := range s.m.pids {
+		if s.m.pids[pid] == processOwner(s) {
+			delete(s.m.pids, pid)
+		}
+	}
+	if s.result != resultSuccess {
+		if s.failReason == "" {
+			s.failReason = fmt.Sprintf("%s: result %s", s.u.Name, s.result)
+		}
+		s.u.Logf("Failed with result '%s'.", s.result)
+	}
+	if s.shouldRestart() {
+		s.enterAutoRestart()
+		return
+	}
+	if s.result != resultSuccess {
+		s.setState(svcFailed)
+		return
+	}
+	s.setState(svcDead)
+}
+
+func (s *service) shouldRestart() bool {
+	if s.u.manualStop || s.m.shuttingDown || s.result == resultStartLimitHit {
+		return false
+	}
+	if ex := s.mainExit; ex != nil {
+		if (ex.Signal == 0 && s.cfg.RestartPreventExitStatus.HasCode(ex.Code)) || (ex.Signal != 0 && s.cfg.RestartPreventExitStatus.HasSignal(ex.Signal)) {
+			return false
+		}
+		if (ex.Signal == 0 && s.cfg.RestartForceExitStatus.HasCode(ex.Code)) || (ex.Signal != 0 && s.cfg.RestartForceExitStatus.HasSignal(ex.Signal)) {
+			return true
+		}
+	}
+	r := s.result
+	switch s.cfg.Restart {
+	case unitfile.RestartAlways:
+		return true
+	case unitfile.RestartOnSuccess:
+		return r == resultSuccess
+	case unitfile.RestartOnFailure:
+		return r != resultSuccess
+	case unitfile.RestartOnAbnormal:
+		return r == resultSignal || r == resultCoreDump || r == resultTimeout || r == resultWatchdog
+	case unitfile.RestartOnWatchdog:
+		return r == resultWatchdog
+	case unitfile.RestartOnAbort:
+		return r == resultSignal || r == resultCoreDump
+	}
+	return false
+}
+
+// restartDelay grows from restart-sec to restart-max-delay over
+// restart-steps restarts, exponentially, as systemd 254 does.
+func (s *service) restartDelay() time.Duration {
+	base := s.cfg.RestartSec
+	max := s.cfg.RestartMaxDelay
+	steps := s.cfg.RestartSteps
+	if steps <= 0 || max == unitfile.Infinity || max <= base || base <= 0 {
+		return base
+	}
+	n := s.restartStep
+	if n >= steps {
+		return max
+	}
+	f := math.Pow(float64(max)/float64(base), float64(n)/float64(steps))
+	return time.Duration(float64(base) * f)
+}
+
+func (s *service) enterAutoRestart() {
+	delay := s.restartDelay()
+	s.restartStep++
+	s.u.Logf("Scheduled restart in %s (restart counter is at %d).", unitfile.FormatDuration(delay), s.nRestarts+1)
+	s.setState(svcAutoRestart)
+	s.timer = s.m.AfterFunc(delay, func() {
+		s.timer = 0
+		if s.state != svcAutoRestart {
+			return
+		}
+		if _, err := s.m.Enqueue(s.u.Name, api.JobStart, api.ModeReplace); err != nil {
+			s.u.Logf("Failed to schedule restart job: %v", err)
+			s.setState(svcFailed)
+		}
+	})
+}
+
+func (s *service) failStartLimit() {
+	s.m.StopTimer(s.timer)
+	s.timer = 0
+	s.result = resultStartLimitHit
+	s.failReason = fmt.Sprintf("start request repeated too quickly for %s", s.u.Name)
+	s.setState(svcFailed)
+}
+
+func (s *service) armTimeout(d time.Duration) {
+	s.armTimer(d, func() {
+		s.u.Logf("%s operation timed out. Terminating.", s.state)
+		s.failReason = fmt.Sprintf("%s timed out in state %s", s.u.Name, s.state)
+		if s.state == svcStopSigterm || s.state == svcStop || s.state == svcStopPost {
+			if s.result == resultSuccess {
+				s.result = resultTimeout
+			}
+			s.enterSignal(svcStopSigkill)
+			return
+		}
+		s.enterStop(resultTimeout)
+	})
+}
+
+func (s *service) armTimer(d time.Duration, fn func()) {
+	s.m.StopTimer(s.timer)
+	s.timer = 0
+	if d <= 0 || d == unitfile.Infinity {
+		return
+	}
+	s.timer = s.m.AfterFunc(d, func() { s.timer = 0; fn() })
+}
+
+func (s *service) Stop() error {
+	switch s.state {
+	case svcAutoRestart:
+		s.m.StopTimer(s.timer)
+		s.timer = 0
+		s.setState(svcDead)
+		return nil
+	case svcDead, svcFailed:
+		return nil
+	case svcStop, svcStopSigterm, svcStopSigkill, svcStopPost, svcFinalSigterm, svcFinalSigkill:
+		return nil
+	}
+	s.stopForced = true
+	s.enterStop(resultSuccess)
+	return nil
+}
+
+func (s *service) Reload() error {
+	if s.state != svcRunning && s.state != svcExited {
+		return fmt.Errorf("%s cannot reload in state %s", s.u.Name, s.state)
+	}
+	prev := s.state
+	s.reloadResult = resultSuccess
+	s.setState(svcReload)
+	s.armTimeout(s.cfg.TimeoutStart)
+	s.runCommands(svcReload, s.cfg.ExecReload, func(ok bool) {
+		s.m.StopTimer(s.timer)
+		s.timer = 0
+		if !ok {
+			s.u.Logf("Reload failed.")
+		}
+		if s.mainPID == 0 && prev == svcRunning && s.cfg.Type != unitfile.ServiceForking {
+			s.enterStop(s.result)
+			return
+		}
+		s.setState(prev)
+	})
+	return nil
+}
+
+func (s *service) Kill(whom string, sig int) error {
+	var pids []int
+	switch whom {
+	case "main":
+		if s.mainPID == 0 {
+			return fmt.Errorf("%s has no main process", s.u.Name)
+		}
+		pids = []int{s.mainPID}
+	case "control":
+		if s.controlPID == 0 {
+			return fmt.Errorf("%s has no control process", s.u.Name)
+		}
+		pids = []int{s.controlPID}
+	default:
+		pids = s.killTargets(true)
+	}
+	if len(pids) == 0 {
+		return fmt.Errorf("%s has no processes to signal", s.u.Name)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.Signal(sig)); err != nil && err != syscall.ESRCH {
+			return fmt.Errorf("kill %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+func (s *service) ResetFailed() {
+	if s.state == svcFailed {
+		s.setState(svcDead)
+	}
+	s.result = resultSuccess
+	s.nRestarts = 0
+	s.restartStep = 0
+	s.u.startLimit.reset()
+}
+
+func (s *service) readPIDFile() int {
+	if s.cfg.PIDFile == "" {
+		return 0
+	}
+	data, err := os.ReadFile(s.cfg.PIDFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return 0
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return 0
+	}
+	return pid
+}
+
+// guessMainPID picks the only remaining process of the unit, if there is
+// exactly one.
+func (s *service) guessMainPID() int {
+	members := s.m.sessionMembers(s.sessions)
+	if len(members) == 1 {
+		return members[0]
+	}
+	return 0
+}
+
+func (s *service) Describe(st *api.UnitStatus) {
+	st.MainPID = s.mainPID
+	st.Result = s.result
+	st.ExitStatus = s.mainExitText
+	st.StatusText = s.statusText
+	st.NRestarts = s.nRestarts
+	seen := map[int]bool{}
+	if s.mainPID != 0 {
+		st.Processes = append(st.Processes, api.Process{PID: s.mainPID, Command: procCommand(s.mainPID), Main: true})
+		seen[s.mainPID] = true
+	}
+	if s.controlPID != 0 {
+		st.Processes = append(st.Processes, api.Process{PID: s.controlPID, Command: procCommand(s.controlPID), Control: true})
+		seen[s.controlPID] = true
+	}
+	for _, pid := range s.m.sessionMembers(s.sessions) {
+		if !seen[pid] {
+			st.Processes = append(st.Processes, api.Process{PID: pid, Command: procCommand(pid)})
+		}
+	}
+}
+
+func (s *service) Properties() []api.Property {
+	p := func(k, v string) api.Property { return api.Property{Name: k, Value: v} }
+	return []api.Property{
+		p("Type", string(s.cfg.Type)),
+		p("Restart", string(s.cfg.Restart)),
+		p("MainPID", strconv.Itoa(s.mainPID)),
+		p("ControlPID", strconv.Itoa(s.controlPID)),
+		p("Result", s.result),
+		p("ReloadResult", s.reloadResult),
+		p("NRestarts", strconv.Itoa(s.nRestarts)),
+		p("ExecMainStatus", s.mainExitText),
+		p("StatusText", s.statusText),
+		p("RemainAfterExit", yesno(s.cfg.RemainAfterExit)),
+		p("PIDFile", s.cfg.PIDFile),
+		p("KillMode", string(s.cfg.KillMode)),
+		p("TimeoutStartUSec", unitfile.FormatDuration(s.cfg.TimeoutStart)),
+		p("TimeoutStopUSec", unitfile.FormatDuration(s.cfg.TimeoutStop)),
+		p("RestartUSec", unitfile.FormatDuration(s.cfg.RestartSec)),
+	}
+}
+
+func yesno(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

@@ -1,0 +1,346 @@
+package units
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"vigil/units/exec"
+	"vigil/units/unitfile"
+)
+
+// Spawner starts a process described by a Spec. The default is exec.Start;
+// tests and PID 1 may wrap it.
+type Spawner interface {
+	Spawn(spec *exec.Spec) (*exec.Started, error)
+}
+
+type defaultSpawner struct{}
+
+func (defaultSpawner) Spawn(spec *exec.Spec) (*exec.Started, error) { return exec.Start(spec) }
+
+// OutputCapturer takes a unit's stdout/stderr pipes (optional on LogSink).
+type OutputCapturer interface {
+	Capture(unit string, pid int, stream string, r *os.File, echo bool)
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// execSpec turns a unit's exec settings and one command into a Spec.
+func (m *Manager) execSpec(u *Unit, ec *unitfile.ExecContext, cmd unitfile.Command, mainPID int) (*exec.Spec, error) {
+	spec := &exec.Spec{
+		Path:          cmd.Path,
+		Argv:          cmd.Argv,
+		ExpandArgv:    !cmd.NoEnvExpand,
+		RootDirectory: ec.RootDirectory,
+		Setsid:        true,
+		TTYPath:       ec.TTYPath,
+	}
+	env := []string{"PATH=" + defaultPath}
+	env = append(env, m.opts.Environment...)
+	if ec.User != "" && !cmd.FullPrivileges {
+		uid, gid, home, shell, err := exec.LookupUser(ec.User)
+		if err != nil {
+			return nil, fmt.Errorf("user %s: %w", ec.User, err)
+		}
+		cred := &exec.Credential{UID: uid, GID: gid}
+		if groups, err := exec.MemberGroups(ec.User); err == nil {
+			cred.SupplementaryGroups = groups
+		}
+		if ec.Group != "" {
+			g, err := exec.LookupGroup(ec.Group)
+			if err != nil {
+				return nil, fmt.Errorf("group %s: %w", ec.Group, err)
+			}
+			cred.GID = g
+		}
+		for _, name := range ec.SupplementaryGroups {
+			g, err := exec.LookupGroup(name)
+			if err != nil {
+				return nil, fmt.Errorf("supplementary group %s: %w", name, err)
+			}
+			cred.SupplementaryGroups = append(cred.SupplementaryGroups, g)
+		}
+		spec.Credential = cred
+		env = append(env, "USER="+ec.User, "LOGNAME="+ec.User, "HOME="+home, "SHELL="+shell)
+		if ec.WorkingDirectory.Home {
+			spec.Dir = home
+		}
+	} else if ec.Group != "" && !cmd.FullPrivileges {
+		g, err := exec.LookupGroup(ec.Group)
+		if err != nil {
+			return nil, fmt.Errorf("group %s: %w", ec.Group, err)
+		}
+		spec.Credential = &exec.Credential{UID: 0, GID: g}
+	}
+	if ec.WorkingDirectory.Path != "" {
+		spec.Dir = ec.WorkingDirectory.Path
+		if ec.WorkingDirectory.Optional {
+			if _, err := os.Stat(filepath.Join(ec.RootDirectory, spec.Dir)); err != nil {
+				spec.Dir = ""
+			}
+		}
+	} else if ec.WorkingDirectory.Home && spec.Dir == "" {
+		spec.Dir = "/root"
+	}
+	env = append(env, ec.Environment...)
+	for _, f := range ec.EnvironmentFiles {
+		vars, err := readEnvironmentFile(f.Path)
+		if err != nil {
+			if f.Optional && os.IsNotExist(err) {
+				continue
+			}
+			return nil, fmt.Errorf("environment file: %w", err)
+		}
+		env = append(env, vars...)
+	}
+	for _, name := range ec.PassEnvironment {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	if mainPID > 0 {
+		env = append(env, "MAINPID="+strconv.Itoa(mainPID))
+	}
+	spec.Env = dedupEnv(env)
+	if ec.UMask != 0o022 {
+		mask := uint32(ec.UMask)
+		spec.Umask = &mask
+	}
+	spec.Nice = ec.Nice
+	if len(ec.Limits) > 0 {
+		spec.Rlimits = map[int]exec.Rlimit{}
+		for name, l := range ec.Limits {
+			res, ok := unitfile.RlimitResource(name)
+			if !ok {
+				return nil, fmt.Errorf("limit %s: unknown resource", name)
+			}
+			spec.Rlimits[res] = exec.Rlimit{Cur: l.Soft, Max: l.Hard}
+		}
+	}
+	if !cmd.FullPrivileges {
+		spec.NoNewPrivileges = ec.NoNewPrivileges
+		if caps, err := capabilityList(ec.AmbientCapabilities); err != nil {
+			return nil, err
+		} else if len(caps) > 0 {
+			spec.AmbientCapabilities = caps
+		}
+		if len(ec.CapabilityBoundingSet.Names) > 0 || ec.CapabilityBoundingSet.Invert {
+			caps, err := boundingSet(ec.CapabilityBoundingSet)
+			if err != nil {
+				return nil, err
+			}
+			spec.CapabilityBoundingSet = caps
+		}
+	}
+	var err error
+	if spec.Stdin, err = stdioOf(ec.StandardInput, true); err != nil {
+		return nil, err
+	}
+	if spec.Stdout, err = stdioOf(ec.StandardOutput, false); err != nil {
+		return nil, err
+	}
+	if ec.StandardOutput.Kind == unitfile.StdIOInherit {
+		spec.Stdout = exec.Inherit()
+		if spec.Stdin.Kind == exec.StdioTTY {
+			spec.Stdout = spec.Stdin
+		}
+	}
+	if ec.StandardError.Kind == unitfile.StdIOInherit {
+		spec.Stderr = exec.SameAsStdout()
+	} else if spec.Stderr, err = stdioOf(ec.StandardError, false); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+func stdioOf(s unitfile.StdIO, input bool) (exec.Stdio, error) {
+	switch s.Kind {
+	case unitfile.StdIONull, "":
+		return exec.Null(), nil
+	case unitfile.StdIOTTY, unitfile.StdIOTTYForce, unitfile.StdIOTTYFail:
+		return exec.TTY(""), nil
+	case unitfile.StdIOInherit:
+		return exec.Inherit(), nil
+	case unitfile.StdIOLog, unitfile.StdIOLogConsole:
+		if input {
+			return exec.Null(), nil
+		}
+		return exec.Pipe(), nil
+	case unitfile.StdIOFile:
+		return exec.File(s.Path, exec.FileOverwrite), nil
+	case unitfile.StdIOAppend:
+		return exec.File(s.Path, exec.FileAppend), nil
+	}
+	if strings.HasPrefix(string(s.Kind), "truncate") {
+		return exec.File(s.Path, exec.FileTruncate), nil
+	}
+	return exec.Stdio{}, fmt.Errorf("standard stream %s is not supported yet", s)
+}
+
+func capabilityList(c unitfile.Capabilities) ([]int, error) {
+	var out []int
+	for _, name := range c.Names {
+		n, err := exec.ParseCapability(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func boundingSet(c unitfile.Capabilities) ([]int, error) {
+	listed, err := capabilityList(c)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Invert {
+		if listed == nil {
+			listed = []int{}
+		}
+		return listed, nil
+	}
+	drop := map[int]bool{}
+	for _, n := range listed {
+		drop[n] = true
+	}
+	out := []int{}
+	for n := 0; n < 64; n++ {
+		if exec.CapabilityName(n) == "" {
+			break
+		}
+		if !drop[n] {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// dedupEnv keeps the last assignment of each variable, in first-seen order.
+func dedupEnv(env []string) []string {
+	idx := map[string]int{}
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+// readEnvironmentFile reads KEY=VALUE lines as systemd does: comments with
+// # or ;, optional quotes, "export " tolerated.
+func readEnvironmentFile(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' && v[len(v)-1] == '"' || v[0] == '\'' && v[len(v)-1] == '\'') {
+			v = v[1 : len(v)-1]
+		}
+		out = append(out, k+"="+v)
+	}
+	return out, sc.Err()
+}
+
+// captureOutput hands a started process's pipes to the log store.
+func (m *Manager) captureOutput(u *Unit, st *exec.Started) {
+	c, ok := m.opts.Logs.(OutputCapturer)
+	echo := false
+	if u.cfg != nil {
+		if ec := u.execContext(); ec != nil {
+			echo = ec.StandardOutput.Kind == unitfile.StdIOLogConsole
+		}
+	}
+	for _, p := range []struct {
+		f      *os.File
+		stream string
+	}{{st.Stdout, "stdout"}, {st.Stderr, "stderr"}} {
+		if p.f == nil {
+			continue
+		}
+		if !ok {
+			p.f.Close()
+			continue
+		}
+		c.Capture(u.Name, st.PID, p.stream, p.f, echo)
+	}
+}
+
+// sessionMembers lists live processes whose session is one of sessions.
+func (m *Manager) sessionMembers(sessions map[int]bool) []int {
+	if len(sessions) == 0 {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sid, state, ok := procSession(pid)
+		if ok && sessions[sid] && state != 'Z' {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// procSession reads the session ID and state from /proc/PID/stat.
+func procSession(pid int) (sid int, state byte, ok bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return 0, 0, false
+	}
+	f := strings.Fields(s[i+2:])
+	// state ppid pgrp session
+	if len(f) < 4 {
+		return 0, 0, false
+	}
+	sid, err = strconv.Atoi(f[3])
+	if err != nil {
+		return 0, 0, false
+	}
+	return sid, f[0][0], true
+}
+
+// procCommand is a process's command line for listings.
+func procCommand(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil || len(data) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
+}

@@ -1,0 +1,380 @@
+package units
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"vigil/units/api"
+)
+
+// txJob is a job a transaction plans, before it is installed.
+type txJob struct {
+	unit      *Unit
+	typ       string
+	essential bool
+	// by is the job that pulled this one in (nil for the anchor).
+	by *txJob
+}
+
+// transaction collects the jobs one request needs, checks them, and
+// installs them.
+type transaction struct {
+	m      *Manager
+	mode   string
+	jobs   map[*Unit]*txJob
+	order  []*Unit // insertion order, for stable behaviour
+	anchor *txJob
+}
+
+// Enqueue asks for a job of type typ on the named unit with the given mode
+// and installs the transaction it needs. It returns the anchor job.
+func (m *Manager) Enqueue(name, typ, mode string) (*Job, error) {
+	if mode == "" {
+		mode = api.ModeReplace
+	}
+	u, err := m.LoadUnit(name)
+	if err != nil {
+		return nil, err
+	}
+	switch typ {
+	case api.JobStart, api.JobStop, api.JobRestart, api.JobTryRestart, api.JobReload, api.JobVerifyActive:
+	case api.JobReloadOrRestart:
+		if u.behaviour != nil && u.behaviour.CanReload() && u.active.IsActiveOrReloading() {
+			typ = api.JobReload
+		} else {
+			typ = api.JobRestart
+		}
+	default:
+		return nil, fmt.Errorf("unknown job type %q", typ)
+	}
+	if u.LoadState != LoadLoaded && typ != api.JobStop {
+		if u.LoadState == LoadNotFound {
+			return nil, &NotFoundError{Name: u.Name}
+		}
+		msg := fmt.Sprintf("unit %s is %s", u.Name, u.LoadState)
+		if u.LoadError != "" {
+			msg += ": " + u.LoadError
+		}
+		return nil, fmt.Errorf("%s", msg)
+	}
+	if typ == api.JobReload && !u.behaviour.CanReload() {
+		return nil, fmt.Errorf("job type reload is not applicable for unit %s", u.Name)
+	}
+	if mode == api.ModeIsolate && (typ != api.JobStart || u.Type != "target") {
+		return nil, fmt.Errorf("isolate is only allowed for start jobs of targets (%s)", u.Name)
+	}
+	tx := &transaction{m: m, mode: mode, jobs: map[*Unit]*txJob{}}
+	tx.anchor = tx.add(u, typ, true, nil)
+	if mode == api.ModeIsolate {
+		tx.addIsolateStops()
+	}
+	if err := tx.breakCycles(); err != nil {
+		return nil, err
+	}
+	if err := tx.checkConflicts(); err != nil {
+		return nil, err
+	}
+	return tx.install(), nil
+}
+
+// NotFoundError says a unit does not exist.
+type NotFoundError struct{ Name string }
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("unit %s not found", e.Name) }
+
+// add plans a job and, recursively, the jobs its dependencies need.
+func (tx *transaction) add(u *Unit, typ string, essential bool, by *txJob) *txJob {
+	if existing, ok := tx.jobs[u]; ok {
+		if existing.typ == typ {
+			if essential {
+				existing.essential = true
+			}
+			return existing
+		}
+		merged, ok := mergeJobTypes(existing.typ, typ)
+		if !ok {
+			// Keep the essential one; a clash of two essentials is found
+			// by checkConflicts.
+			if essential && !existing.essential {
+				existing.typ, existing.essential, existing.by = typ, true, by
+			} else if essential && existing.essential {
+				existing.typ = existing.typ + "|" + typ
+			}
+			return existing
+		}
+		existing.typ = merged
+		existing.essential = existing.essential || essential
+		return existing
+	}
+	j := &txJob{unit: u, typ: typ, essential: essential, by: by}
+	tx.jobs[u] = j
+	tx.order = append(tx.order, u)
+	if tx.mode == api.ModeIgnoreDependencies {
+		return j
+	}
+	m := tx.m
+	pull := func(kinds []DepKind, typ string, essentialToo bool) {
+		for _, k := range kinds {
+			for _, name := range u.Deps(k) {
+				d, err := m.LoadUnit(name)
+				if err != nil {
+					m.logf("%s: dependency %s %s: %v", u.Name, k, name, err)
+					continue
+				}
+				if typ == api.JobStart && d.LoadState != LoadLoaded {
+					if essentialToo && essential {
+						// A missing requirement fails the start; a missing
+						// want is only noted.
+						tx.add(d, typ, true, j)
+					} else {
+						m.logf("%s: wanted unit %s is %s; ignoring", u.Name, name, d.LoadState)
+					}
+					continue
+				}
+				tx.add(d, typ, essentialToo && essential, j)
+			}
+		}
+	}
+	switch typ {
+	case api.JobStart, api.JobRestart:
+		if tx.mode != api.ModeIgnoreRequirements {
+			pull([]DepKind{Requires, BindsTo}, api.JobStart, true)
+			pull([]DepKind{Requisite}, api.JobVerifyActive, true)
+		}
+		pull([]DepKind{Wants}, api.JobStart, false)
+		pull([]DepKind{Conflicts, ConflictedBy}, api.JobStop, true)
+		if typ == api.JobRestart {
+			pull([]DepKind{ConsistsOf}, api.JobTryRestart, false)
+		}
+	case api.JobStop:
+		pull([]DepKind{RequiredBy, BoundBy, ConsistsOf}, api.JobStop, true)
+	case api.JobTryRestart:
+		pull([]DepKind{ConsistsOf}, api.JobTryRestart, false)
+	}
+	return j
+}
+
+// mergeJobTypes combines two job types on one unit the way systemd does,
+// or reports that they conflict.
+func mergeJobTypes(a, b string) (string, bool) {
+	if a == b {
+		return a, true
+	}
+	pair := a + "+" + b
+	switch pair {
+	case "start+verify-active", "verify-active+start":
+		return api.JobStart, true
+	case "start+restart", "restart+start", "try-restart+restart", "restart+try-restart",
+		"start+try-restart", "try-restart+start":
+		return api.JobRestart, true
+	case "reload+start", "start+reload":
+		return api.JobReloadOrRestart, true
+	case "reload+restart", "restart+reload":
+		return api.JobRestart, true
+	}
+	return "", false
+}
+
+// addIsolateStops plans a stop for every running unit the target does not
+// pull in.
+func (tx *transaction) addIsolateStops() {
+	for _, name := range tx.m.unitNames() {
+		u := tx.m.units[name]
+		if _, planned := tx.jobs[u]; planned || u.Name != name {
+			continue // aliases are visited under their own name
+		}
+		if u.active.IsInactiveOrFailed() && (u.job == nil || isStopLike(u.job.Type)) {
+			continue
+		}
+		if u.cfg != nil && u.cfg.Unit.IgnoreOnIsolate {
+			continue
+		}
+		tx.add(u, api.JobStop, false, tx.anchor)
+	}
+}
+
+// breakCycles finds ordering cycles among the planned jobs and drops a
+// non-essential job on each, or fails the transaction.
+func (tx *transaction) breakCycles() error {
+	for {
+		cycle := tx.findCycle()
+		if cycle == nil {
+			return nil
+		}
+		names := make([]string, len(cycle))
+		for i, j := range cycle {
+			names[i] = j.unit.Name + "/" + j.typ
+		}
+		var victim *txJob
+		for _, j := range cycle {
+			if !j.essential && j != tx.anchor {
+				victim = j
+				break
+			}
+		}
+		if victim == nil {
+			return fmt.Errorf("ordering cycle with only essential jobs: %s; transaction is invalid", strings.Join(names, " after "))
+		}
+		tx.m.logf("Found ordering cycle: %s; deleting job %s/%s to break it", strings.Join(names, " after "), victim.unit.Name, victim.typ)
+		tx.m.consoleLine(consoleWarn, "Ordering cycle found, skipping %s", victim.unit.describe())
+		tx.drop(victim)
+	}
+}
+
+// drop removes a job and every non-essential job it pulled in alone.
+func (tx *transaction) drop(j *txJob) {
+	delete(tx.jobs, j.unit)
+	for _, o := range tx.jobs {
+		if o.by == j && !o.essential {
+			tx.drop(o)
+		}
+	}
+}
+
+// findCycle returns one cycle of ordering edges among planned jobs, in
+// "waits for" order, or nil.
+func (tx *transaction) findCycle() []*txJob {
+	planned := make([]*txJob, 0, len(tx.jobs))
+	for _, u := range tx.order {
+		if j, ok := tx.jobs[u]; ok {
+			planned = append(planned, j)
+		}
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[*txJob]int{}
+	var stack []*txJob
+	var found []*txJob
+	var visit func(j *txJob) bool
+	visit = func(j *txJob) bool {
+		color[j] = grey
+		stack = append(stack, j)
+		for _, o := range planned {
+			if o == j || !txOrdered(j, o) {
+				continue
+			}
+			switch color[o] {
+			case grey:
+				for i := len(stack) - 1; i >= 0; i-- {
+					if stack[i] == o {
+						found = append([]*txJob(nil), stack[i:]...)
+						return true
+					}
+				}
+			case white:
+				if visit(o) {
+					return true
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[j] = black
+		return false
+	}
+	for _, j := range planned {
+		if color[j] == white && visit(j) {
+			return found
+		}
+	}
+	return nil
+}
+
+func txOrdered(a, b *txJob) bool {
+	ja := &Job{Unit: a.unit, Type: a.typ}
+	jb := &Job{Unit: b.unit, Type: b.typ}
+	if a.typ == api.JobRestart {
+		ja.Type = api.JobStart
+	}
+	if b.typ == api.JobRestart {
+		jb.Type = api.JobStart
+	}
+	return jobsOrdered(ja, jb)
+}
+
+// checkConflicts refuses transactions that ask opposite things of one unit
+// or, in mode "fail", that would replace queued jobs.
+func (tx *transaction) checkConflicts() error {
+	for _, u := range tx.order {
+		j, ok := tx.jobs[u]
+		if !ok {
+			continue
+		}
+		if strings.Contains(j.typ, "|") {
+			return fmt.Errorf("transaction is destructive: %s would need both %s", u.Name, strings.ReplaceAll(j.typ, "|", " and "))
+		}
+		old := u.job
+		if old == nil {
+			continue
+		}
+		if _, ok := mergeJobTypes(old.Type, j.typ); ok {
+			continue
+		}
+		if tx.mode == api.ModeFail || old.irreversible {
+			return fmt.Errorf("transaction for %s/%s is destructive (%s has '%s' job queued)", tx.anchor.unit.Name, tx.anchor.typ, u.Name, old.Type)
+		}
+	}
+	return nil
+}
+
+// install turns planned jobs into jobs, merging with or replacing what is
+// queued, and starts what can start.
+func (tx *transaction) install() *Job {
+	m := tx.m
+	var anchor *Job
+	for _, u := range tx.order {
+		t, ok := tx.jobs[u]
+		if !ok {
+			continue
+		}
+		var j *Job
+		if old := u.job; old != nil {
+			if merged, ok := mergeJobTypes(old.Type, t.typ); ok && (old.State == jobWaiting || merged == old.Type) {
+				old.Type = merged
+				j = old
+			} else {
+				m.cancelJob(old)
+			}
+		}
+		if j == nil {
+			m.nextJob++
+			j = &Job{ID: m.nextJob, Unit: u, Type: t.typ, State: jobWaiting, created: time.Now()}
+			if m.shuttingDown && (t.typ == api.JobStop) {
+				j.irreversible = true
+			}
+			u.job = j
+			m.jobs[j.ID] = j
+			if d := u.jobTimeout(); d > 0 {
+				jj := j
+				j.timer = m.AfterFunc(d, func() { m.jobTimedOut(jj) })
+			}
+			m.jobChanged(j)
+		}
+		if t == tx.anchor {
+			anchor = j
+		}
+	}
+	m.dispatchJobs()
+	return anchor
+}
+
+func (m *Manager) jobTimedOut(j *Job) {
+	if _, ok := m.jobs[j.ID]; !ok {
+		return
+	}
+	m.logf("%s: job %s timed out", j.Unit.Name, j.Type)
+	m.finishJob(j, api.ResultTimeout, fmt.Sprintf("job %s/%s timed out", j.Unit.Name, j.Type))
+}
+
+func (m *Manager) unitNames() []string {
+	names := make([]string, 0, len(m.units))
+	for n := range m.units {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,493 @@
+package unitfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Paths is a unit search path: directories in priority order, the first
+// wins when several hold a file of the same name.
+type Paths []string
+
+// DefaultPaths is the system manager's search path.
+func DefaultPaths() Paths {
+	return Paths{"/etc/vigil/units", "/run/vigil/units", "/usr/lib/vigil/units"}
+}
+
+// ErrNotFound is wrapped by Load's error for a unit with no file.
+var ErrNotFound = errors.New("unit not found")
+
+// unitEntry is one unit file or symlink found in a unit directory.
+type unitEntry struct {
+	path   string // dir/name
+	dir    string
+	link   string // symlink target made absolute; "" for a regular file
+	masked bool   // a symlink to /dev/null
+}
+
+type dirRef struct {
+	prio int // index of the unit directory in Paths
+	path string
+}
+
+// catalog is one reading of the unit directories: which files, drop-in
+// directories and .wants/.requires directories exist. Load and Scan build
+// one per call; nothing is kept between calls.
+type catalog struct {
+	paths      Paths
+	schema     *schema
+	ctx        *Context
+	entries    map[string]*unitEntry
+	dropinDirs map[string][]dirRef // "foo.service.d" -> directories
+	depDirs    map[string][]dirRef // "foo.target.wants" / ".requires" -> directories
+	listings   map[string][]os.DirEntry
+	problems   []Problem
+}
+
+func readCatalog(paths Paths, ctx *Context) *catalog {
+	c := &catalog{
+		paths: paths, schema: newSchema(), ctx: ctx,
+		entries:    map[string]*unitEntry{},
+		dropinDirs: map[string][]dirRef{},
+		depDirs:    map[string][]dirRef{},
+		listings:   map[string][]os.DirEntry{},
+	}
+	for prio, dir := range paths {
+		list, err := os.ReadDir(dir)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				c.problems = append(c.problems, Problem{File: dir, Msg: fmt.Sprintf("cannot read unit directory: %v", unwrapPathError(err)), Severity: SeverityError})
+			}
+			continue
+		}
+		for _, e := range list {
+			name := e.Name()
+			full := filepath.Join(dir, name)
+			isLink := e.Type()&fs.ModeSymlink != 0
+			switch {
+			case strings.HasSuffix(name, ".d"), strings.HasSuffix(name, ".wants"), strings.HasSuffix(name, ".requires"):
+				if !e.IsDir() && !(isLink && isDir(full)) {
+					continue
+				}
+				if strings.HasSuffix(name, ".d") {
+					c.dropinDirs[name] = append(c.dropinDirs[name], dirRef{prio, full})
+				} else {
+					c.depDirs[name] = append(c.depDirs[name], dirRef{prio, full})
+				}
+			default:
+				if _, err := ParseName(name); err != nil || e.IsDir() {
+					continue
+				}
+				if _, seen := c.entries[name]; seen {
+					continue
+				}
+				ent := &unitEntry{path: full, dir: dir}
+				if isLink {
+					target, err := os.Readlink(full)
+					if err != nil {
+						c.problems = append(c.problems, Problem{File: full, Msg: fmt.Sprintf("cannot read symlink: %v", unwrapPathError(err)), Severity: SeverityError})
+						continue
+					}
+					if !filepath.IsAbs(target) {
+						target = filepath.Join(dir, target)
+					}
+					ent.link = filepath.Clean(target)
+					ent.masked = ent.link == "/dev/null"
+				}
+				c.entries[name] = ent
+			}
+		}
+	}
+	return c
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+func (c *catalog) listing(dir string) []os.DirEntry {
+	if l, ok := c.listings[dir]; ok {
+		return l
+	}
+	l, err := os.ReadDir(dir)
+	if err != nil {
+		c.problems = append(c.problems, Problem{File: dir, Msg: fmt.Sprintf("cannot read directory: %v", unwrapPathError(err)), Severity: SeverityError})
+	}
+	c.listings[dir] = l
+	return l
+}
+
+// resolution says where a unit name leads.
+type resolution struct {
+	primary  Name   // the unit's own name (differs from the asked name for aliases)
+	fragment string // file to read
+	masked   bool
+	maskPath string
+	found    bool
+}
+
+// resolve follows aliases (symlinks to another unit name) and templates.
+func (c *catalog) resolve(n Name, depth int) resolution {
+	if depth > 8 {
+		return resolution{primary: n}
+	}
+	name := n.String()
+	if e := c.entries[name]; e != nil {
+		switch {
+		case e.masked:
+			return resolution{primary: n, masked: true, maskPath: e.path, found: true}
+		case e.link == "":
+			return resolution{primary: n, fragment: e.path, found: true}
+		}
+		targetName := filepath.Base(e.link)
+		if targetName == name {
+			return resolution{primary: n, fragment: e.link, found: true} // linked from outside
+		}
+		tn, err := ParseName(targetName)
+		if err != nil || tn.Type != n.Type {
+			return resolution{primary: n}
+		}
+		if tn.IsTemplate && n.IsInstance() {
+			tn = Name{Prefix: tn.Prefix, Instance: n.Instance, Type: tn.Type}
+		}
+		if _, inDirs := c.entries[tn.String()]; inDirs || tn.IsInstance() {
+			return c.resolve(tn, depth+1)
+		}
+		return resolution{primary: tn, fragment: e.link, found: fileExists(e.link)}
+	}
+	if n.IsInstance() {
+		tn, _ := ParseName(n.Template())
+		r := c.resolve(tn, depth+1)
+		if !r.found {
+			return resolution{primary: n}
+		}
+		inst := Name{Prefix: r.primary.Prefix, Instance: n.Instance, Type: n.Type}
+		return resolution{primary: inst, fragment: r.fragment, masked: r.masked, maskPath: r.maskPath, found: true}
+	}
+	return resolution{primary: n}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// aliasesOf lists the names in the unit directories that are symlinks
+// leading to primary.
+func (c *catalog) aliasesOf(primary Name) []string {
+	var out []string
+	for name, e := range c.entries {
+		if e.link == "" || e.masked || name == primary.String() {
+			continue
+		}
+		n, err := ParseName(name)
+		if err != nil {
+			continue
+		}
+		if r := c.resolve(n, 0); r.primary == primary {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// dropIns lists the drop-in files of a unit in the order they apply:
+// NAME.d/, the template's NAME@.TYPE.d/ and the type's TYPE.d/ in every
+// unit directory; a file name found in several places is taken from the
+// first (by directory priority, then in that order), and a drop-in linked to
+// /dev/null hides the others of its name. The result is sorted by file name.
+func (c *catalog) dropIns(n Name) []string {
+	candidates := []string{n.String() + ".d"}
+	if t := n.Template(); t != "" && !n.IsTemplate {
+		candidates = append(candidates, t+".d")
+	}
+	candidates = append(candidates, string(n.Type)+".d")
+	var refs []dirRef
+	for _, cand := range candidates {
+		refs = append(refs, c.dropinDirs[cand]...)
+	}
+	sort.SliceStable(refs, func(i, j int) bool { return refs[i].prio < refs[j].prio })
+	seen := map[string]bool{}
+	var files []string
+	for _, ref := range refs {
+		for _, e := range c.listing(ref.path) {
+			base := e.Name()
+			if !strings.HasSuffix(base, ".toml") || seen[base] {
+				continue
+			}
+			seen[base] = true
+			full := filepath.Join(ref.path, base)
+			if e.Type()&fs.ModeSymlink != 0 {
+				if t, err := os.Readlink(full); err == nil && t == "/dev/null" {
+					continue
+				}
+			} else if e.IsDir() {
+				continue
+			}
+			files = append(files, full)
+		}
+	}
+	sort.Slice(files, func(i, j int) bool { return filepath.Base(files[i]) < filepath.Base(files[j]) })
+	return files
+}
+
+// dependencyLinks lists the unit names linked in NAME.wants/ or
+// NAME.requires/ (suffix ".wants" or ".requires") in every unit directory,
+// and in the template's directory for an instance.
+func (c *catalog) dependencyLinks(n Name, suffix string) []string {
+	refs := c.depDirs[n.String()+suffix]
+	if t := n.Template(); t != "" && !n.IsTemplate {
+		refs = append(append([]dirRef(nil), refs...), c.depDirs[t+suffix]...)
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, ref := range refs {
+		for _, e := range c.listing(ref.path) {
+			name := e.Name()
+			dn, err := ParseName(name)
+			if err != nil || seen[name] {
+				continue
+			}
+			if dn.IsTemplate {
+				c.problems = append(c.problems, Problem{File: filepath.Join(ref.path, name), Severity: SeverityWarning,
+					Msg: "a template cannot be a dependency: link an instance (" + dn.WithInstance("INSTANCE") + ")"})
+				continue
+			}
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// load reads, merges and checks the unit named n.
+func (c *catalog) load(n Name) *Unit {
+	r := c.resolve(n, 0)
+	if !r.found {
+		return &Unit{Name: n.String(), ID: n, Type: n.Type, LoadState: LoadStateNotFound}
+	}
+	if r.masked {
+		return &Unit{Name: r.primary.String(), ID: r.primary, Type: r.primary.Type, LoadState: LoadStateMasked, Fragment: r.maskPath}
+	}
+	d := newUnitDecoder(c.schema, c.ctx, r.primary)
+	u := d.unit
+	u.Fragment = r.fragment
+	data, err := os.ReadFile(r.fragment)
+	switch {
+	case err != nil:
+		d.problems = append(d.problems, Problem{File: r.fragment, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err)), Severity: SeverityError})
+	case len(data) == 0:
+		// An empty unit file masks the unit, as in systemd.
+		return &Unit{Name: r.primary.String(), ID: r.primary, Type: r.primary.Type, LoadState: LoadStateMasked, Fragment: r.fragment}
+	default:
+		d.applyFile(r.fragment, data)
+	}
+	for _, f := range c.dropIns(r.primary) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			d.problems = append(d.problems, Problem{File: f, Msg: fmt.Sprintf("cannot read drop-in: %v", unwrapPathError(err)), Severity: SeverityError})
+			continue
+		}
+		u.DropIns = append(u.DropIns, f)
+		d.applyFile(f, data)
+	}
+	u.Unit.Wants = appendMissing(u.Unit.Wants, c.dependencyLinks(r.primary, ".wants"))
+	u.Unit.Requires = appendMissing(u.Unit.Requires, c.dependencyLinks(r.primary, ".requires"))
+	u.Aliases = c.aliasesOf(r.primary)
+	if n != r.primary && !contains(u.Aliases, n.String()) {
+		u.Aliases = append(u.Aliases, n.String())
+	}
+	return d.finish()
+}
+
+// finish runs the final checks and sets the load state.
+func (d *unitDecoder) finish() *Unit {
+	d.finalize()
+	sortProblems(d.problems)
+	d.unit.Problems = d.problems
+	if HasErrors(d.problems) {
+		d.unit.LoadState = LoadStateBadSetting
+	}
+	return d.unit
+}
+
+func appendMissing(list, add []string) []string {
+	for _, a := range add {
+		if !contains(list, a) {
+			list = append(list, a)
+		}
+	}
+	return list
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// loadError gives the error Load returns for a unit.
+func loadError(u *Unit) error {
+	switch u.LoadState {
+	case LoadStateNotFound:
+		return fmt.Errorf("load %s: %w", u.Name, ErrNotFound)
+	case LoadStateBadSetting:
+		le := &LoadError{Unit: u.Name}
+		for _, p := range u.Problems {
+			if p.Severity == SeverityError {
+				le.Problems = append(le.Problems, p)
+			}
+		}
+		return le
+	}
+	return nil
+}
+
+// Load finds the unit name in paths and decodes it with its drop-ins.
+//
+// An instance "foo@bar.service" is read from "foo@bar.service" if it
+// exists, else from the template "foo@.service" with %i = "bar". A
+// symlink to another unit's file makes name an alias: the unit returned has
+// the target's name and lists name in Aliases. A symlink to /dev/null or an
+// empty file gives LoadState masked and no error.
+//
+// The unit is returned even when loading fails: with LoadState not-found
+// (and an error wrapping ErrNotFound), or bad-setting (and a *LoadError
+// listing every error). Warnings never fail a load; they are in
+// Unit.Problems, as are problems with the unit directories themselves.
+func Load(paths Paths, name string, ctx Context) (*Unit, error) {
+	n, err := ParseName(name)
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	c := readCatalog(paths, &ctx)
+	u := c.load(n)
+	for _, p := range c.problems {
+		p.Severity = SeverityWarning
+		u.Problems = append(u.Problems, p)
+	}
+	return u, loadError(u)
+}
+
+// Scan loads every unit in paths: each unit file, each instance linked in
+// a .wants/ or .requires/ directory, and templates (loaded with an empty
+// instance, so their problems are reported; start their instances with
+// Load). The map is keyed by primary name; aliases are in Unit.Aliases and
+// not keys of their own. A unit that fails to load is in the map with its
+// LoadState; problems lists every problem of every unit (Problem values,
+// warnings included, see HasErrors) and of the directories. Scan never
+// stops early.
+func Scan(paths Paths, ctx Context) (map[string]*Unit, []error) {
+	c := readCatalog(paths, &ctx)
+	names := make([]string, 0, len(c.entries))
+	for name := range c.entries {
+		names = append(names, name)
+	}
+	for _, refs := range c.depDirs {
+		for _, ref := range refs {
+			for _, e := range c.listing(ref.path) {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	sort.Strings(names)
+	units := make(map[string]*Unit, len(names))
+	var problems []error
+	for _, name := range names {
+		n, err := ParseName(name)
+		if err != nil || n.IsTemplate && c.entries[name] == nil {
+			continue
+		}
+		r := c.resolve(n, 0)
+		if !r.found {
+			continue
+		}
+		if _, done := units[r.primary.String()]; done {
+			continue
+		}
+		u := c.load(r.primary)
+		units[u.Name] = u
+		for _, p := range u.Problems {
+			problems = append(problems, p)
+		}
+	}
+	for _, p := range c.problems {
+		problems = append(problems, p)
+	}
+	return units, problems
+}
+
+// Check decodes unit files given by path, without a search path, as
+// `initctl check` does: every problem of every file, warnings included.
+// A file in a directory named NAME.d is checked as a drop-in of NAME
+// (without the checks that need the whole unit).
+func Check(ctx Context, files ...string) ([]*Unit, []Problem) {
+	s := newSchema()
+	var units []*Unit
+	var problems []Problem
+	for _, file := range files {
+		base := filepath.Base(file)
+		dropinOf := ""
+		if parent := filepath.Base(filepath.Dir(file)); strings.HasSuffix(parent, ".d") && strings.HasSuffix(base, ".toml") {
+			dropinOf = strings.TrimSuffix(parent, ".d")
+			if UnitType(dropinOf).Valid() {
+				dropinOf = "dropin." + dropinOf // a type-level drop-in
+			}
+			base = dropinOf
+		}
+		n, err := ParseName(base)
+		if err != nil {
+			problems = append(problems, Problem{File: file, Msg: err.Error(), Severity: SeverityError})
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			problems = append(problems, Problem{File: file, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err)), Severity: SeverityError})
+			continue
+		}
+		d := newUnitDecoder(s, &ctx, n)
+		if len(data) == 0 {
+			d.unit.LoadState = LoadStateMasked
+			units = append(units, d.unit)
+			continue
+		}
+		if dropinOf == "" {
+			d.unit.Fragment = file
+		} else {
+			d.unit.DropIns = []string{file}
+		}
+		d.applyFile(file, data)
+		var u *Unit
+		if dropinOf == "" {
+			u = d.finish()
+		} else {
+			sortProblems(d.problems)
+			u = d.unit
+			u.Problems = d.problems
+			if HasErrors(d.problems) {
+				u.LoadState = LoadStateBadSetting
+			}
+		}
+		units = append(units, u)
+		problems = append(problems, u.Problems...)
+	}
+	return units, problems
+}
