@@ -388,13 +388,16 @@ func (s *service) exitResult(ex process.Exit) string {
 
 func (s *service) mainExited(ex process.Exit) {
 	res := s.exitResult(ex)
-	if res != resultSuccess {
-		s.u.Logf("Main process exited, code=%s", s.mainExitText)
-		if s.failReason == "" {
-			s.failReason = fmt.Sprintf("the main process exited with %s", s.mainExitText)
+	code := "exited"
+	if ex.Signal != 0 {
+		code = "killed"
+		if ex.CoreDumped {
+			code = "dumped"
 		}
-	} else {
-		s.u.Logf("Main process exited, %s", s.mainExitText)
+	}
+	s.u.Logf("Main process exited, code=%s, %s", code, s.mainExitText)
+	if res != resultSuccess && s.failReason == "" {
+		s.failReason = fmt.Sprintf("the main process exited with %s", s.mainExitText)
 	}
 	switch s.state {
 	case svcStart:

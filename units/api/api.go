@@ -103,6 +103,9 @@ type UnitSummary struct {
 // UnitArgs names one unit.
 type UnitArgs struct {
 	Unit string `json:"unit"`
+	// Lines is how many log lines status should include (initctl status
+	// -n); 0 means the manager's default. Other methods ignore it.
+	Lines int `json:"lines,omitempty"`
 }
 
 // UnitsArgs names units (or patterns, where the method allows).

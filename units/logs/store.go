@@ -451,8 +451,11 @@ func lastN(lines []Line, n int) []Line {
 func fileName(unit string) string {
 	r := strings.NewReplacer("%", "%25", "/", "%2F")
 	name := r.Replace(unit)
-	if name == "" || name[0] == '.' {
-		name = "%2E" + strings.TrimPrefix(name, ".")
+	switch {
+	case name == "":
+		name = "%" // escaping never yields a lone %
+	case name[0] == '.':
+		name = "%2E" + name[1:]
 	}
 	return name + ".log"
 }
@@ -462,11 +465,11 @@ func unitOfFile(base string) (string, bool) {
 	if !ok {
 		return "", false
 	}
+	if name == "%" {
+		return "", true
+	}
 	if rest, ok := strings.CutPrefix(name, "%2E"); ok {
 		name = "." + rest
-		if name == "." {
-			name = ""
-		}
 	}
 	r := strings.NewReplacer("%2F", "/", "%25", "%")
 	return r.Replace(name), true

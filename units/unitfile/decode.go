@@ -187,6 +187,9 @@ type unitDecoder struct {
 	unit     *Unit
 	exp      specifierExpander
 	problems []Problem
+	// parseFailed is set when a file was not valid TOML: checks across
+	// keys would then report what is only missing from that file.
+	parseFailed bool
 	// setBy maps "section.key" to the file that last set it, for placing
 	// problems found after all files were read.
 	setBy map[string]*fileSource
@@ -244,6 +247,7 @@ func (d *unitDecoder) applyFile(path string, data []byte) {
 			}
 		}
 		d.problems = append(d.problems, p)
+		d.parseFailed = true
 		return
 	}
 	for _, name := range sortedKeys(raw) {
@@ -325,16 +329,13 @@ func (d *unitDecoder) applySection(f *fileSource, spec *sectionSpec, table map[s
 // unknownKeyMessage suggests the nearest key of the section, or the section
 // where the key belongs.
 func (d *unitDecoder) unknownKeyMessage(spec *sectionSpec, key string) string {
-	if s, ok := nearest(key, spec.keys); ok {
-		return fmt.Sprintf("unknown key (did you mean '%s'?)", s)
-	}
 	for i := range d.schema.sections {
 		other := &d.schema.sections[i]
 		if _, ok := other.byKey[key]; ok && other.name != spec.name && other.allows(d.unit.Type) {
 			return fmt.Sprintf("unknown key (it belongs in [%s])", other.name)
 		}
 	}
-	return "unknown key"
+	return unknownKeyMessage(key, spec.keys)
 }
 
 // valueCtx is what a value decoder knows of where it is.

@@ -10,6 +10,9 @@ import (
 // finalize runs after every file of a unit was applied: defaults that
 // depend on other keys, checks across keys, and the executables' lookup.
 func (d *unitDecoder) finalize() {
+	if d.parseFailed {
+		return
+	}
 	u := d.unit
 	if s := u.Service; s != nil {
 		d.finalizeService(s)

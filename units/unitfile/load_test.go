@@ -312,7 +312,7 @@ func TestBrokenUnitsAmongGoodOnes(t *testing.T) {
 	}
 	want := []string{
 		`noexec.service:2:1: warning: [service] exec-start: executable "/nonexistent/bin/daemon" is missing or not executable`,
-		"syntax.service:3:7: invalid TOML: expected value but found '\\n' instead",
+		"syntax.service:3:8: invalid TOML: expected value but found '\\n' instead",
 		"typo.service:3:3: [service] restart-secs: unknown key (did you mean 'restart-sec'?)",
 		"wrongtype.socket:3:1: [service] section not allowed in a .socket unit (allowed: [unit], [install], [socket], [resources])",
 		notDir + ": cannot read unit directory: not a directory",
@@ -372,7 +372,7 @@ cores = 0
 		"foo.service:18:1: [service] exec-strat: unknown key (did you mean 'exec-start'?)",
 		"foo.service:19:1: [service] type: expected one of simple, exec, forking, oneshot, notify, notify-reload, idle, dbus, got \"forkin\" (did you mean 'forking'?)",
 		"foo.service:20:1: [service] restart: expected one of no, on-success, on-failure, on-abnormal, on-watchdog, on-abort, always, got integer 5",
-		`foo.service:21:1: [service] restart-sec: time span "fast": unknown unit "fast" (use us, ms, s, min, h, d, w, M, y)`,
+		`foo.service:21:1: [service] restart-sec: time span "fast": expected a number at offset 0`,
 		`foo.service:22:29: [service.environment] 9BAD: invalid environment variable name "9BAD"`,
 		`foo.service:23:1: [service] user: invalid user or group name "-bad": must not start with '-'`,
 		"foo.service:24:1: [service] nice: -21 out of range -20..19",
@@ -412,14 +412,15 @@ func TestCrossKeyChecks(t *testing.T) {
 	for _, p := range problems {
 		got = append(got, strings.TrimPrefix(p.Error(), dir+"/"))
 	}
+	// Check reports file by file, in the order given.
 	want := []string{
+		"noexec.service:1:1: [service] exec-start: is required for type simple (only oneshot services may have none)",
+		"two.service:2:1: [service] exec-start: has 2 commands: only type oneshot may have more than one",
+		`mnt-other.mount:3:1: [mount] where: "/mnt/data" does not match the unit name: its unit is mnt-data.mount`,
+		"nowhat.mount:1:1: [mount] what: is required: the device, file or remote file system to mount",
+		"idle.timer:1:1: [timer] no trigger: set on-calendar, on-active, on-boot, on-startup, on-unit-active or on-unit-inactive",
 		"bad-res.service:4:1: [resources] memory-max: size \"lots\": expected a number with an optional suffix B, K, M, G, T, P, E",
 		"bad-res.service:5:1: [resources] cpu-weight: 0 out of range 1..10000",
-		"idle.timer:1:1: [timer] no trigger: set on-calendar, on-active, on-boot, on-startup, on-unit-active or on-unit-inactive",
-		`mnt-other.mount:3:1: [mount] where: "/mnt/data" does not match the unit name: its unit is mnt-data.mount`,
-		"noexec.service:1:1: [service] exec-start: is required for type simple (only oneshot services may have none)",
-		"nowhat.mount:1:1: [mount] what: is required: the device, file or remote file system to mount",
-		"two.service:2:1: [service] exec-start: has 2 commands: only type oneshot may have more than one",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -481,6 +482,7 @@ func TestEnableDisableIsEnabled(t *testing.T) {
 		"getty@.service":  "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = \"getty.target\"\ndefault-instance = \"tty1\"\n",
 		"tmpl@.service":   "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = \"multi-user.target\"\n",
 		"masked.service":  "[service]\nexec-start = \"/bin/true\"\n",
+		"multi-user.target": "[unit]\n",
 	})
 	writeTree(t, etc, map[string]string{"masked.service": "-> /dev/null"})
 	ctx := testContext()

@@ -79,12 +79,20 @@ func (s *keyScanner) skipSpace(newlines bool) {
 	}
 }
 
-func (s *keyScanner) record(path []string, p position) {
-	for n := 1; n <= len(path); n++ {
-		k := joinPath(path[:n]...)
-		if _, ok := s.index[k]; !ok {
-			s.index[k] = p
+// record notes where each prefix of table+key starts: the table's parts
+// at at, the key's parts at their own places.
+func (s *keyScanner) record(table []string, at position, key []string, places []position) {
+	full := append(append([]string(nil), table...), key...)
+	for n := 1; n <= len(full); n++ {
+		k := joinPath(full[:n]...)
+		if _, ok := s.index[k]; ok {
+			continue
 		}
+		p := at
+		if i := n - 1 - len(table); i >= 0 && i < len(places) {
+			p = places[i]
+		}
+		s.index[k] = p
 	}
 }
 
@@ -103,23 +111,22 @@ func (s *keyScanner) document() {
 				s.advance()
 			}
 			s.skipSpace(false)
-			key, ok := s.key()
+			key, _, ok := s.key()
 			if !ok {
 				return
 			}
 			table = key
-			s.record(table, p)
+			s.record(table, p, nil, nil)
 			for !s.eof() && s.peek() != '\n' && s.peek() != '#' {
 				s.advance()
 			}
 		} else {
-			p := s.pos()
-			key, ok := s.key()
+			key, places, ok := s.key()
 			if !ok {
 				return
 			}
 			full := append(append([]string(nil), table...), key...)
-			s.record(full, p)
+			s.record(table, places[0], key, places)
 			s.skipSpace(false)
 			if s.peek() != '=' {
 				return
@@ -134,11 +141,14 @@ func (s *keyScanner) document() {
 	}
 }
 
-// key reads a dotted key of bare and quoted parts.
-func (s *keyScanner) key() ([]string, bool) {
+// key reads a dotted key of bare and quoted parts, with where each part
+// starts.
+func (s *keyScanner) key() ([]string, []position, bool) {
 	var parts []string
+	var places []position
 	for {
 		s.skipSpace(false)
+		places = append(places, s.pos())
 		switch c := s.peek(); {
 		case c == '"':
 			start := s.i
@@ -163,13 +173,13 @@ func (s *keyScanner) key() ([]string, bool) {
 				s.advance()
 			}
 			if s.i == start {
-				return nil, false
+				return nil, nil, false
 			}
 			parts = append(parts, s.src[start:s.i])
 		}
 		s.skipSpace(false)
 		if s.peek() != '.' {
-			return parts, true
+			return parts, places, true
 		}
 		s.advance()
 	}
@@ -258,13 +268,12 @@ func (s *keyScanner) value(path []string) {
 				s.advance()
 				return
 			}
-			p := s.pos()
-			key, ok := s.key()
+			key, places, ok := s.key()
 			if !ok {
 				return
 			}
 			full := append(append([]string(nil), path...), key...)
-			s.record(full, p)
+			s.record(path, places[0], key, places)
 			s.skipSpace(false)
 			if s.peek() != '=' {
 				return

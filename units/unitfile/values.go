@@ -274,10 +274,6 @@ func (s *Size) decodeValue(raw any, vc *valueCtx) error {
 		*s = Size{Bytes: uint64(v)}
 		return nil
 	case string:
-		v, err := vc.expand(v)
-		if err != nil {
-			return err
-		}
 		sz, err := ParseSize(v, vc.opts.percent)
 		if err != nil {
 			return err
