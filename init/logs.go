@@ -1,89 +1,79 @@
 package pid1
 
 import (
-	"bufio"
 	"io"
 	"os"
-	"sync"
 	"time"
 
 	"vigil/units/api"
+	"vigil/units/logs"
 )
 
-// logStore keeps unit log lines in memory for status and logs.
+// logStore adapts the per-unit log store to what the manager consumes.
 type logStore struct {
-	mu        sync.Mutex
-	lines     []api.LogLine
-	max       int
-	console   io.Writer
-	followers map[chan api.LogLine]string
+	store   *logs.Store
+	console io.Writer
 }
 
 func openLogStore(dir string, console io.Writer) (*logStore, error) {
-	return &logStore{max: 100000, console: console, followers: map[chan api.LogLine]string{}}, nil
+	var warn error
+	st, err := logs.Open(dir, logs.Options{Warn: func(err error) { warn = err }})
+	if err != nil {
+		return nil, err
+	}
+	return &logStore{store: st, console: console}, warn
 }
 
-func (s *logStore) add(l api.LogLine) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lines = append(s.lines, l)
-	if len(s.lines) > s.max {
-		s.lines = append([]api.LogLine(nil), s.lines[len(s.lines)-s.max/2:]...)
-	}
-	for ch, unit := range s.followers {
-		if unit == "" || unit == l.Unit {
-			select {
-			case ch <- l:
-			default:
-			}
-		}
-	}
-}
-
-func (s *logStore) Append(unit, stream, text string) {
-	s.add(api.LogLine{Time: time.Now(), Unit: unit, Stream: stream, Text: text})
-}
+func (s *logStore) Append(unit, stream, text string) { s.store.Append(unit, stream, text) }
 
 func (s *logStore) Capture(unit string, pid int, stream string, r *os.File, echo bool) {
-	go func() {
-		defer r.Close()
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 4096), 64*1024)
-		for sc.Scan() {
-			s.add(api.LogLine{Time: time.Now(), Unit: unit, Stream: stream, PID: pid, Text: sc.Text()})
-			if echo && s.console != nil {
-				io.WriteString(s.console, unit+": "+sc.Text()+"\n")
-			}
-		}
-	}()
+	s.store.Capture(unit, pid, stream, r)
+}
+
+func toAPI(l logs.Line) api.LogLine {
+	return api.LogLine{Time: l.Time, Unit: l.Unit, Stream: l.Stream, PID: l.PID, Text: l.Text}
 }
 
 func (s *logStore) Tail(unit string, n int, since time.Time) []api.LogLine {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []api.LogLine
-	for i := len(s.lines) - 1; i >= 0 && len(out) < n; i-- {
-		l := s.lines[i]
-		if (unit == "" || l.Unit == unit) && !l.Time.Before(since) {
-			out = append(out, l)
-		}
-	}
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
+	lines := s.store.Tail(unit, n, since)
+	out := make([]api.LogLine, len(lines))
+	for i, l := range lines {
+		out[i] = toAPI(l)
 	}
 	return out
 }
 
 func (s *logStore) Follow(unit string) (<-chan api.LogLine, func()) {
-	ch := make(chan api.LogLine, 256)
-	s.mu.Lock()
-	s.followers[ch] = unit
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		delete(s.followers, ch)
-		s.mu.Unlock()
+	in, cancel := s.store.Follow(unit)
+	out := make(chan api.LogLine, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case l, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- toAPI(l):
+				case <-done:
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	stop := func() {
+		select {
+		case <-done:
+		default:
+			close(done)
+		}
+		cancel()
 	}
+	return out, stop
 }
 
-func (s *logStore) Close() {}
+func (s *logStore) Close() { s.store.Close() }

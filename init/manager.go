@@ -95,6 +95,10 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	store, err := openLogStore(filepath.Join(cfg.StateDir, "log"), cfg.Console)
+	if store == nil {
+		cancel()
+		return nil, fmt.Errorf("log store: %w", err)
+	}
 	if err != nil {
 		logf("log store: %v (keeping logs in memory only)", err)
 	}

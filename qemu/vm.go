@@ -185,7 +185,12 @@ func Boot(ctx context.Context, cfg Config) (*VM, error) {
 		cmd.SysProcAttr.Setpgid = true
 	}
 	vm.cmd = cmd
-	if err := cmd.Start(); err != nil {
+	// Start from a fresh goroutine: Pdeathsig fires when the starting OS
+	// thread exits, and a caller's goroutine may be locked to a thread
+	// that ends with it (namespace tests do that).
+	started := make(chan error, 1)
+	go func() { started <- cmd.Start() }()
+	if err := <-started; err != nil {
 		vm.Cleanup()
 		return nil, fmt.Errorf("boot: start %s: %w", cfg.QEMU, err)
 	}

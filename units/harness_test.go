@@ -27,12 +27,13 @@ func TestMain(m *testing.M) {
 // harness runs a real manager, with a real reaper, on units written to a
 // temporary directory.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	units  string
 	loop   *observer.Loop
 	m      *Manager
 	cancel context.CancelFunc
+	done   chan struct{}
 
 	mu   sync.Mutex
 	logs []string
@@ -111,7 +112,7 @@ func (h *harness) write(files map[string]string) {
 
 // do runs fn on the loop and waits.
 func (h *harness) do(fn func()) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := h.loop.Call(ctx, fn); err != nil {
 		h.t.Fatalf("loop call: %v", err)
@@ -190,7 +191,7 @@ func (h *harness) waitState(name, want string, timeout time.Duration) {
 
 func (h *harness) path(p string) string { return filepath.Join(h.dir, p) }
 
-func readFile(t *testing.T, p string) string {
+func readFile(t testing.TB, p string) string {
 	t.Helper()
 	data, err := os.ReadFile(p)
 	if err != nil {
@@ -209,3 +210,29 @@ func pidAlive(pid int) bool {
 }
 
 func killPID(pid int) error { return syscallKill(pid) }
+
+// newBenchHarness is a harness for benchmarks: 1,000 oneshots and a target.
+func newBenchHarness(b *testing.B) *harness {
+	dir := b.TempDir()
+	h := &harness{t: b, dir: dir, units: filepath.Join(dir, "units")}
+	writeOneshots(b, h.units, 1000)
+	h.loop = observer.New(observer.Options{Logf: func(string, ...any) {}})
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	if _, err := process.Start(ctx, h.loop); err != nil {
+		b.Fatal(err)
+	}
+	m, err := New(h.loop, Options{UnitPaths: []string{h.units}, RuntimeDir: filepath.Join(dir, "run"), Logf: func(string, ...any) {}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h.m = m
+	h.done = make(chan struct{})
+	go func() { h.loop.Run(ctx); close(h.done) }()
+	return h
+}
+
+func (h *harness) close() {
+	h.cancel()
+	<-h.done
+}

@@ -78,9 +78,16 @@ func (j *Job) effectiveStop() bool {
 
 // runnable reports whether no other pending job must go first.
 func (m *Manager) runnable(j *Job) bool {
-	for _, o := range m.jobs {
-		if o != j && jobsOrdered(j, o) {
-			return false
+	u := j.Unit
+	for _, k := range [...]DepKind{After, Before} {
+		for name := range u.deps[k] {
+			o := m.units[name]
+			if o == nil || o.job == nil || o.job == j {
+				continue
+			}
+			if jobsOrdered(j, o.job) {
+				return false
+			}
 		}
 	}
 	return true

@@ -551,8 +551,12 @@ func (s *service) killTargets(final bool) []int {
 	}
 	add(s.mainPID)
 	add(s.controlPID)
-	for _, pid := range s.m.sessionMembers(s.sessions) {
-		add(pid)
+	// Every process we started leads its own session and process group;
+	// signalling the group reaches its members without a walk of /proc.
+	for sid := range s.sessions {
+		if syscall.Kill(-sid, 0) == nil {
+			add(-sid)
+		}
 	}
 	return pids
 }
@@ -565,7 +569,13 @@ func (s *service) remaining() bool {
 	if s.cfg.KillMode == unitfile.KillProcess || s.cfg.KillMode == unitfile.KillNone {
 		return false
 	}
-	return len(s.m.sessionMembers(s.sessions)) > 0
+	for sid := range s.sessions {
+		if syscall.Kill(-sid, 0) == nil {
+			return true
+		}
+		delete(s.sessions, sid)
+	}
+	return false
 }
 
 // pollProcesses rechecks, while stopping, whether the unit's processes are

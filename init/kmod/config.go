@@ -102,8 +102,8 @@ func ModulesLoadDirs(root string) []string {
 
 // confFiles returns the *.conf files of dirs in the order systemd reads
 // them: sorted by file name, a name in an earlier directory hiding the same
-// name in later ones. A file that is a symlink to /dev/null, or empty, masks
-// the name and is left out. Missing directories are not an error.
+// name in later ones. A file that is a symlink to /dev/null masks the name
+// and is left out. Missing directories are not an error.
 func confFiles(dirs []string) ([]string, error) {
 	chosen := make(map[string]string)
 	var errs []error

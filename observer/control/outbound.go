@@ -15,7 +15,6 @@ type outbound struct {
 	frames    []queuedFrame
 	progress  int // progress frames in frames
 	finals    int // final frames in frames
-	dropped   uint64
 	closed    bool
 	wake      chan struct{} // writer: something to write or closed
 	drained   *sync.Cond    // reader: finals went down or closed
@@ -50,7 +49,6 @@ func (o *outbound) addProgress(data []byte) bool {
 		return false
 	}
 	if o.progress >= o.progressLimit {
-		o.dropped++
 		o.callDrops++
 		return false
 	}
@@ -156,10 +154,4 @@ func (o *outbound) close() {
 	o.mu.Unlock()
 	o.drained.Broadcast()
 	o.poke()
-}
-
-func (o *outbound) droppedTotal() uint64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.dropped
 }

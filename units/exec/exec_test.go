@@ -554,3 +554,16 @@ func BenchmarkStart(b *testing.B) {
 		})
 	}
 }
+
+// A Self that is not a trampoline is an error, not a silent success.
+func TestSelfThatIsNotATrampoline(t *testing.T) {
+	spec := forceTrampoline(sh("echo should not run"))
+	spec.Self = "/bin/true"
+	_, err := Start(&spec)
+	if err == nil || !strings.Contains(err.Error(), "without a report") {
+		t.Errorf("got %v", err)
+	}
+	if pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); err != unix.ECHILD {
+		t.Errorf("a child is left: wait4 = %d, %v", pid, err)
+	}
+}

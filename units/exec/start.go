@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,6 +18,11 @@ import (
 // defaultPath is where programs named without a slash are looked up when Env
 // has no PATH; it is systemd's.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// trampolineDeadline bounds the wait for the trampoline to exec the program:
+// it only starts a Go runtime and makes a few system calls, so this is
+// generous even under QEMU TCG.
+const trampolineDeadline = 10 * time.Second
 
 // Start starts the process spec describes and returns its PID without
 // waiting for it. Any failure before the program runs, in the manager or in
@@ -181,24 +187,33 @@ func startTrampoline(spec *Spec, path string, argv, env []string, files []uintpt
 		return 0, &ExecError{Step: StepExec, Subject: self + " (trampoline)", Err: err}
 	}
 	// The pipe closes on the trampoline's successful exec of the program, or
-	// carries the failure before the trampoline exits.
+	// carries the failure before the trampoline exits. A Self that does not
+	// call TrampolineMain would keep it open forever: the wait has a deadline.
+	statusRead.SetReadDeadline(time.Now().Add(trampolineDeadline))
 	report, readErr := io.ReadAll(io.LimitReader(statusRead, 4096))
-	if readErr == nil && len(report) == 0 {
+	if readErr == nil && string(report) == trampolineAlive {
 		return pid, nil
 	}
-	// The trampoline exits right after reporting: collect it, as ForkExec
-	// does for its own failed children, so no zombie stays behind. If the
-	// reaper was faster, Wait4 fails with ECHILD, which is fine.
+	// Failed: the trampoline exits right after reporting (and anything else
+	// is killed). Collect it, as ForkExec does for its own failed children,
+	// so no zombie stays behind. If the reaper was faster, Wait4 fails with
+	// ECHILD, which is fine.
+	unix.Kill(pid, unix.SIGKILL)
 	var ws unix.WaitStatus
 	for {
 		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
 			break
 		}
 	}
-	if readErr != nil {
+	switch {
+	case errors.Is(readErr, os.ErrDeadlineExceeded):
+		return 0, &ExecError{Step: StepFDs, Subject: self, Err: fmt.Errorf("no report from the trampoline within %v", trampolineDeadline)}
+	case readErr != nil:
 		return 0, &ExecError{Step: StepFDs, Subject: "status pipe", Err: readErr}
+	case !strings.HasPrefix(string(report), trampolineAlive):
+		return 0, &ExecError{Step: StepFDs, Subject: self, Err: errors.New("exited without a report: not a trampoline (no exec.TrampolineMain), or it could not read its settings")}
 	}
-	return 0, decodeStatusReport(report)
+	return 0, decodeStatusReport(report[len(trampolineAlive):])
 }
 
 // resolvePath finds the program: Spec.Path or argv0, looked up in PATH (of

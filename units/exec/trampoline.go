@@ -75,6 +75,11 @@ func decodeTrampolineSettings(s string) (*trampolineSettings, error) {
 	return &t, nil
 }
 
+// trampolineAlive is the first thing the trampoline writes to the status
+// pipe: a Self that exits without it is not a trampoline, and the pipe's EOF
+// after it means the program was exec'd.
+const trampolineAlive = "T"
+
 // The status report is "STEP ERRNO SUBJECT": what failed, with which errno,
 // on what.
 func encodeStatusReport(step Step, errno syscall.Errno, subject string) []byte {
@@ -107,6 +112,9 @@ func TrampolineMain() {
 	t, err := decodeTrampolineSettings(os.Args[1])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vigil-exec:", err)
+		os.Exit(StepFDs.ExitStatus())
+	}
+	if _, err := unix.Write(t.StatusFD, []byte(trampolineAlive)); err != nil {
 		os.Exit(StepFDs.ExitStatus())
 	}
 	step, subject, err := t.apply()

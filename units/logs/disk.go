@@ -80,7 +80,8 @@ func (s *Store) writeLocked(unit string, u *unitLog, lines []Line) int {
 		}
 		u.file, u.size = f, fi.Size()
 	}
-	var chunk []byte
+	chunk := s.scratch[:0]
+	defer func() { s.scratch = chunk[:0] }()
 	chunkFirst := 0 // index in lines of the chunk's first record
 	for i, l := range lines {
 		before := len(chunk)

@@ -103,6 +103,7 @@ type Store struct {
 	warned    bool
 	closed    bool
 	stats     Stats
+	scratch   []byte // reused buffer of records being written
 
 	echoMu sync.Mutex
 }
