@@ -11,10 +11,26 @@
 // there; other goroutines talk to the loop with Do.
 //
 // An event may carry a Hold: the kernel (or a peer) is waiting for a verdict.
-// Observers that registered to decide holds are asked; the hold is released
-// exactly once, with the combined verdict (deny wins) or, when the deadline
-// passes first, with the observer's configured default verdict. A guest that
-// never answers therefore never hangs the machine.
+// The hold is released exactly once, on the loop goroutine, and never before
+// every matching observer has been shown the event. Who decides:
+//
+//   - Every matching observer with Decides is asked and must Answer within
+//     its own HoldTimeout; when that passes it is overruled with its
+//     HoldDefault (and counted). Hold.Deadline, counted from dispatch,
+//     overrules every decider still waiting. Unregistering a decider counts
+//     as its HoldDefault.
+//   - A "verdict" action is its observer's answer, given during dispatch: one
+//     vote like a decider's Answer, not a release that cuts others short. An
+//     observer that both Decides and has a verdict action answers its share
+//     with it.
+//   - When nobody is left to wait for, the verdict is deny if any answer,
+//     vote or overruling default was deny, allow if any was given, and the
+//     Hold's Default if there was none (no deciders, no verdict actions).
+//   - Release, the source's own decision, ends the wait with exactly its
+//     verdict. A held event dropped at a full source is released with its
+//     Default.
+//
+// A guest that never answers therefore never hangs the machine.
 //
 // The package knows nothing of units: starting a unit is an actor kind that
 // the supervisor defines, the same way an outside guest would.

@@ -35,7 +35,9 @@ func ParseVerdict(s string) (Verdict, error) {
 	return Allow, fmt.Errorf("verdict %q: expected allow or deny", s)
 }
 
-// Event is one thing that happened, as a source saw it.
+// Event is one thing that happened, as a source saw it. Observers are handed
+// the same *Event, some on other goroutines (Queue readers): guests must
+// treat it, its Attrs and its Hold as read-only.
 type Event struct {
 	// Seq numbers events in the order the loop dispatched them.
 	Seq    uint64
@@ -75,13 +77,16 @@ func (e *Event) String() string {
 }
 
 // Hold is the part of an event that someone outside the loop waits on.
+// The loop never changes a Hold after dispatch; a source posts each Hold
+// once.
 type Hold struct {
+	// ID is set by the loop at dispatch; deciders Answer with it.
 	ID uint64
 	// Release is called exactly once, on the loop goroutine, with the final
 	// verdict. Sources write the verdict to the kernel here.
 	Release func(Verdict)
-	// Deadline bounds the wait whatever the observers say; zero means the
-	// observers' timeouts alone decide.
+	// Deadline bounds the wait, counted from dispatch, whatever the
+	// observers say; zero means the deciders' timeouts alone decide.
 	Deadline time.Duration
 	// Default is the verdict when nobody decides in time and no observer
 	// configured its own default.

@@ -107,18 +107,6 @@ func (rl *runningLoop) on(t testing.TB, fn func()) {
 	}
 }
 
-// register adds an observer on the loop goroutine.
-func (rl *runningLoop) register(t testing.TB, o Observer) ObserverID {
-	t.Helper()
-	var id ObserverID
-	var err error
-	rl.on(t, func() { id, err = rl.Register(o) })
-	if err != nil {
-		t.Fatalf("register %s: %v", o.Name, err)
-	}
-	return id
-}
-
 // eventually polls cond on the loop goroutine until it holds.
 func (rl *runningLoop) eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()

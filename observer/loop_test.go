@@ -538,7 +538,10 @@ func TestRunEndsWithContextAndRunsOnce(t *testing.T) {
 	if err := l.Call(callCtx, func() {}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "already running") {
+	// Bounded, so that a regression shows as a wrong answer, not a hang.
+	secondCtx, secondCancel := context.WithTimeout(context.Background(), time.Second)
+	defer secondCancel()
+	if err := l.Run(secondCtx); err == nil || !strings.Contains(err.Error(), "already running") {
 		t.Errorf("second Run = %v", err)
 	}
 	cancel()

@@ -28,10 +28,10 @@ type Term struct {
 	Op     Op       `json:"op"`
 	Values []string `json:"values,omitempty"`
 
-	num   float64 // parsed numeric operand for the ordering ops
-	glob  []bool  // which Values are globs, set by Compile
+	num   float64  // parsed numeric operand for the ordering ops
+	glob  []bool   // which Values are globs, set by Compile
 	pat   []string // the globs in path.Match's syntax, set by Compile
-	field field   // what Key addresses, set by Compile
+	field field    // what Key addresses, set by Compile
 }
 
 // field is what a term's key addresses, resolved once by Compile so that

@@ -45,7 +45,15 @@ func (j *Job) info() api.JobInfo {
 }
 
 // OnDone registers fn to run (on the loop) when the job finishes.
-func (j *Job) OnDone(fn func(*Job)) { j.done = append(j.done, fn) }
+// A job that already finished (jobs often finish inside Enqueue) calls fn
+// at once.
+func (j *Job) OnDone(fn func(*Job)) {
+	if j.State == "done" {
+		fn(j)
+		return
+	}
+	j.done = append(j.done, fn)
+}
 
 // isStopLike is true for jobs that take a unit down.
 func isStopLike(t string) bool { return t == api.JobStop }

@@ -235,19 +235,22 @@ restart-max-delay = "800ms"
 	if len(starts) != 4 {
 		t.Fatalf("%d starts, want 4 (the burst)", len(starts))
 	}
-	// Delays grow: 100ms, then about 200ms, then about 400ms.
-	var gaps []time.Duration
-	for i := 1; i < len(starts); i++ {
-		gaps = append(gaps, time.Duration(starts[i]-starts[i-1]))
-	}
-	for i := 1; i < len(gaps); i++ {
-		if gaps[i] <= gaps[i-1] {
-			t.Errorf("restart delays do not grow: %v", gaps)
-			break
+	// The scheduled delays grow exponentially from restart-sec towards
+	// restart-max-delay: 100ms, 200ms, 400ms, 800ms.
+	var delays []string
+	for _, line := range strings.Split(h.logText(), "\n") {
+		if i := strings.Index(line, "Scheduled restart in "); i >= 0 {
+			delays = append(delays, strings.Fields(line[i+len("Scheduled restart in "):])[0])
 		}
 	}
-	if gaps[0] < 100*time.Millisecond {
-		t.Errorf("first restart after %v, want at least restart-sec", gaps[0])
+	if got := strings.Join(delays, " "); got != "100ms 200ms 400ms 800ms" {
+		t.Errorf("restart delays %q, want \"100ms 200ms 400ms 800ms\" (the fourth restart hits the start limit)", got)
+	}
+	// And the starts really were spaced at least that much.
+	for i := 1; i < len(starts); i++ {
+		if gap := time.Duration(starts[i] - starts[i-1]); gap < 100*time.Millisecond<<(i-1) {
+			t.Errorf("start %d came %v after the previous one", i, gap)
+		}
 	}
 }
 

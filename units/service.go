@@ -704,7 +704,7 @@ func (s *service) restartDelay() time.Duration {
 		return max
 	}
 	f := math.Pow(float64(max)/float64(base), float64(n)/float64(steps))
-	return time.Duration(float64(base) * f)
+	return time.Duration(float64(base) * f).Round(time.Millisecond)
 }
 
 func (s *service) enterAutoRestart() {

@@ -325,6 +325,11 @@ func (tx *transaction) checkConflicts() error {
 // queued, and starts what can start.
 func (tx *transaction) install() *Job {
 	m := tx.m
+	// Replacing a job finishes it, which would dispatch jobs of this
+	// transaction before their peers are installed: hold dispatching until
+	// every job is in.
+	wasDispatching := m.dispatching
+	m.dispatching = true
 	var anchor *Job
 	for _, u := range tx.order {
 		t, ok := tx.jobs[u]
@@ -358,6 +363,7 @@ func (tx *transaction) install() *Job {
 			anchor = j
 		}
 	}
+	m.dispatching = wasDispatching
 	m.dispatchJobs()
 	return anchor
 }

@@ -83,7 +83,10 @@ func TestShellOnPtyIsForegroundSessionLeader(t *testing.T) {
 	// Type the commands before the shell starts: the tty buffers them.
 	// Fields 5, 6 and 8 of /proc/PID/stat: process group, session and the
 	// terminal's foreground group.
-	if _, err := master.WriteString("echo STAT=$$:$(cut -d' ' -f5,6,8 /proc/$$/stat | tr ' ' :)=END; exit 3\n"); err != nil {
+	// The answer goes to a file: output written just before the session
+	// leader exits can be lost in the pty hangup.
+	result := filepath.Join(t.TempDir(), "stat")
+	if _, err := master.WriteString("echo STAT=$$:$(cut -d' ' -f5,6,8 /proc/$$/stat | tr ' ' :)=END >" + result + "; exit 3\n"); err != nil {
 		t.Fatal(err)
 	}
 	var pid int
@@ -91,7 +94,7 @@ func TestShellOnPtyIsForegroundSessionLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "=END") && time.Now().Before(deadline) {
+	for !strings.Contains(out.String(), "starting /bin/sh") && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	text := out.String()
@@ -102,8 +105,9 @@ func TestShellOnPtyIsForegroundSessionLeader(t *testing.T) {
 		t.Errorf("reason missing from %q", text)
 	}
 	want := fmt.Sprintf("STAT=%d:%d:%d:%d=END", pid, pid, pid, pid)
-	if !strings.Contains(text, want) {
-		t.Errorf("shell is not its own session leader in the foreground: want %q in %q", want, text)
+	stat, err := os.ReadFile(result)
+	if err != nil || strings.TrimSpace(string(stat)) != want {
+		t.Errorf("shell is not its own session leader in the foreground: want %q, got %q (%v)", want, stat, err)
 	}
 }
 
@@ -113,7 +117,9 @@ func TestShellOverrideAndErrors(t *testing.T) {
 	go out.run(master)
 	dir := t.TempDir()
 	script := filepath.Join(dir, "fake-shell")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\necho FAKE-SHELL HOME=$HOME TERM=$TERM\n"), 0o755); err != nil {
+	result := filepath.Join(dir, "result")
+	t.Setenv("VIGIL_TEST_RESULT", result)
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho FAKE-SHELL HOME=$HOME TERM=$TERM >$VIGIL_TEST_RESULT\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(ShellEnv, script)
@@ -122,12 +128,8 @@ func TestShellOverrideAndErrors(t *testing.T) {
 	if err := Shell(slave, "", forkExecWait(&pid)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "TERM=") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !strings.Contains(out.String(), "FAKE-SHELL HOME=/root TERM=vt220") {
-		t.Errorf("override shell output %q", out.String())
+	if got, _ := os.ReadFile(result); strings.TrimSpace(string(got)) != "FAKE-SHELL HOME=/root TERM=vt220" {
+		t.Errorf("override shell wrote %q", got)
 	}
 
 	t.Setenv(ShellEnv, filepath.Join(dir, "missing"))

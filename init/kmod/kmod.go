@@ -49,14 +49,16 @@ type Loader struct {
 	Root string
 	// KernelRelease selects /lib/modules/KernelRelease ("" means uname -r).
 	KernelRelease string
-	// KernelCmdline, if set, supplies "module.param=value" options as the
-	// kernel command line does for modprobe.
+	// KernelCmdline supplies "module.param=value" options, as the kernel
+	// command line does for modprobe. When empty and Root is "" (the
+	// running system), /proc/cmdline is read.
 	KernelCmdline string
 
 	mu      sync.Mutex
 	index   *depIndex
 	config  *modprobeConfig
 	moddir  string
+	cmdline string
 	loadErr error
 }
 
@@ -120,6 +122,12 @@ func (l *Loader) load() (*depIndex, *modprobeConfig, error) {
 		}
 		_ = parseModprobeConf(f, cfg)
 		f.Close()
+	}
+	l.cmdline = l.KernelCmdline
+	if l.cmdline == "" && l.Root == "" {
+		if data, err := os.ReadFile("/proc/cmdline"); err == nil {
+			l.cmdline = string(data)
+		}
 	}
 	l.index, l.config, l.moddir = idx, cfg, dir
 	return idx, cfg, nil
@@ -246,8 +254,8 @@ func softdeps(idx *depIndex, cfg *modprobeConfig, name string) softdepEntry {
 
 func (l *Loader) options(cfg *modprobeConfig, name string) string {
 	opts := append([]string(nil), cfg.options[name]...)
-	if l.KernelCmdline != "" {
-		opts = append(opts, cmdlineOptions(l.KernelCmdline, name)...)
+	if l.cmdline != "" {
+		opts = append(opts, cmdlineOptions(l.cmdline, name)...)
 	}
 	return strings.Join(opts, " ")
 }

@@ -1,6 +1,7 @@
 package shutdown
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -35,6 +36,7 @@ func runHelper(mode, arg string) int {
 		time.Sleep(time.Hour)
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ready") // the parent waits for this before signalling
 		time.Sleep(time.Hour)
 	case "killall":
 		return helperKillAll()
@@ -115,9 +117,16 @@ func helperKillAll() int {
 	spawn := func(mode string) int {
 		c := exec.Command(os.Args[0], "-test.run=^$", "x")
 		c.Env = append(os.Environ(), helperEnv+"="+mode)
-		if err := c.Start(); err != nil {
+		out, err := c.StdoutPipe()
+		if err == nil {
+			err = c.Start()
+		}
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(5)
+		}
+		if mode == "ignore-term" {
+			_, _ = bufio.NewReader(out).ReadString('\n')
 		}
 		rep.Spawned = append(rep.Spawned, c.Process.Pid)
 		return c.Process.Pid
@@ -137,7 +146,6 @@ func helperKillAll() int {
 	}
 	// Start reaping only now: the reaper would steal sh's exit status.
 	go reapForever()
-	time.Sleep(200 * time.Millisecond) // let the Go helpers install their signal handling
 	_ = unix.Kill(stopped, unix.SIGSTOP)
 	except := []int{rep.Excepted}
 

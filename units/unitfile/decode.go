@@ -3,8 +3,8 @@ package unitfile
 import (
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -190,6 +190,9 @@ type unitDecoder struct {
 	// parseFailed is set when a file was not valid TOML: checks across
 	// keys would then report what is only missing from that file.
 	parseFailed bool
+	// execCache remembers which executables exist, shared by the units
+	// of one Scan.
+	execCache map[string]bool
 	// setBy maps "section.key" to the file that last set it, for placing
 	// problems found after all files were read.
 	setBy map[string]*fileSource
@@ -218,8 +221,9 @@ func (f *fileSource) lookup(path ...string) (int, int) {
 func newUnitDecoder(s *schema, ctx *Context, name Name) *unitDecoder {
 	return &unitDecoder{
 		schema: s, ctx: ctx, unit: s.newUnit(name),
-		exp:   specifierExpander{ctx: ctx, name: name},
-		setBy: map[string]*fileSource{},
+		exp:       specifierExpander{ctx: ctx, name: name},
+		setBy:     map[string]*fileSource{},
+		execCache: map[string]bool{},
 	}
 }
 
@@ -232,19 +236,41 @@ func (d *unitDecoder) problemAt(f *fileSource, sev Severity, section, key, msg s
 	d.problems = append(d.problems, p)
 }
 
+// parsedFile is a unit file read and parsed as TOML, before it is applied.
+type parsedFile struct {
+	src     string
+	readErr error
+	raw     map[string]any
+	tomlErr error
+}
+
+// parseFile reads and parses path; Scan runs it for many files at once.
+func parseFile(path string) *parsedFile {
+	data, err := os.ReadFile(path)
+	pf := &parsedFile{src: string(data), readErr: err}
+	if err == nil && len(data) > 0 {
+		_, pf.tomlErr = toml.Decode(pf.src, &pf.raw)
+	}
+	return pf
+}
+
 // applyFile decodes one unit file or drop-in onto the unit.
 func (d *unitDecoder) applyFile(path string, data []byte) {
-	f := &fileSource{path: path, src: string(data)}
-	var raw map[string]any
-	if _, err := toml.Decode(f.src, &raw); err != nil {
+	pf := &parsedFile{src: string(data)}
+	_, pf.tomlErr = toml.Decode(pf.src, &pf.raw)
+	d.applyParsed(path, pf)
+}
+
+// applyParsed applies a file that was already read and parsed.
+func (d *unitDecoder) applyParsed(path string, pf *parsedFile) {
+	f := &fileSource{path: path, src: pf.src}
+	raw := pf.raw
+	if err := pf.tomlErr; err != nil {
 		var pe toml.ParseError
 		p := Problem{File: path, Msg: err.Error(), Severity: SeverityError}
 		if errors.As(err, &pe) {
 			p.Line, p.Column = pe.Position.Line, pe.Position.Col
 			p.Msg = "invalid TOML: " + pe.Message
-			if pe.Position.Line == 0 {
-				p.Line, p.Column = pe.Line, 1
-			}
 		}
 		d.problems = append(d.problems, p)
 		d.parseFailed = true
@@ -361,13 +387,6 @@ func (vc *valueCtx) subProblem(sub, msg string) {
 		return
 	}
 	vc.d.problemAt(vc.file, SeverityError, vc.section+"."+vc.key, sub, msg, vc.section, vc.key, sub)
-}
-
-func (vc *valueCtx) warn(msg string) {
-	if vc.d == nil {
-		return
-	}
-	vc.d.problemAt(vc.file, SeverityWarning, vc.section, vc.key, msg, vc.section, vc.key)
 }
 
 // decodeField decodes raw into the field dst. Values are checked fully
@@ -639,15 +658,4 @@ func checkListenAddress(s string, inet bool) error {
 		return fmt.Errorf("address %q: expected a port 1..65535, a path, or @abstract", s)
 	}
 	return nil
-}
-
-// sortedFieldKeys lists keys for documentation and tests.
-func (s *schema) sortedKeys(section string) []string {
-	idx, ok := s.byName[section]
-	if !ok {
-		return nil
-	}
-	keys := append([]string(nil), s.sections[idx].keys...)
-	sort.Strings(keys)
-	return keys
 }

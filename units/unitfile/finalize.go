@@ -89,7 +89,7 @@ func (d *unitDecoder) finalizeService(s *ServiceSection) {
 	if !d.isSet("service", "timeout-abort") {
 		s.TimeoutAbort = s.TimeoutStop
 	}
-	if (s.Type == ServiceNotify || s.Type == ServiceNotifyReload || s.WatchdogSec > 0) && !d.isSet("service", "notify-access") {
+	if (s.Type == ServiceNotify || s.Type == ServiceNotifyReload || s.Watchdog > 0) && !d.isSet("service", "notify-access") {
 		s.NotifyAccess = NotifyMain
 	}
 	switch {
@@ -190,7 +190,7 @@ func (d *unitDecoder) checkCommands(section string, keys []string, lists []*Comm
 				found := ""
 				for _, dir := range d.ctx.execSearchPath() {
 					cand := filepath.Join(dir, c.Path)
-					if isExecutable(filepath.Join(ec.RootDirectory, cand)) {
+					if d.isExecutable(filepath.Join(ec.RootDirectory, cand)) {
 						found = cand
 						break
 					}
@@ -212,14 +212,19 @@ func (d *unitDecoder) checkCommands(section string, keys []string, lists []*Comm
 				d.keyProblem(SeverityError, section, keys[i], fmt.Sprintf("executable %q must be an absolute path or a plain name", c.Path))
 				continue
 			}
-			if !d.ctx.SkipExecCheck && !isExecutable(filepath.Join(ec.RootDirectory, c.Path)) {
+			if !d.ctx.SkipExecCheck && !d.isExecutable(filepath.Join(ec.RootDirectory, c.Path)) {
 				d.keyProblem(SeverityWarning, section, keys[i], fmt.Sprintf("executable %q is missing or not executable", c.Path))
 			}
 		}
 	}
 }
 
-func isExecutable(p string) bool {
+func (d *unitDecoder) isExecutable(p string) bool {
+	if ok, known := d.execCache[p]; known {
+		return ok
+	}
 	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	ok := err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	d.execCache[p] = ok
+	return ok
 }

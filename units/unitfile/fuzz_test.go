@@ -2,11 +2,11 @@ package unitfile
 
 import (
 	"fmt"
-	"runtime/debug"
-	"time"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 )
 
 func FuzzLoad(f *testing.F) {

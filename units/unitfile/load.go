@@ -6,8 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Paths is a unit search path: directories in priority order, the first
@@ -46,7 +48,44 @@ type catalog struct {
 	dropinDirs map[string][]dirRef // "foo.service.d" -> directories
 	depDirs    map[string][]dirRef // "foo.target.wants" / ".requires" -> directories
 	listings   map[string][]os.DirEntry
+	aliases    map[Name][]string      // primary name -> alias names, built on first use
+	execCache  map[string]bool        // executable path -> exists and is executable
+	parsed     map[string]*parsedFile // files read ahead by Scan
 	problems   []Problem
+}
+
+// file gives path read and parsed, from Scan's read-ahead if it has it.
+func (c *catalog) file(path string) *parsedFile {
+	if pf, ok := c.parsed[path]; ok {
+		return pf
+	}
+	return parseFile(path)
+}
+
+// readAhead reads and parses files on every CPU: reading and parsing are
+// most of the cost of a Scan, and files are independent.
+func (c *catalog) readAhead(paths []string) {
+	results := make([]*parsedFile, len(paths))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(paths)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				results[i] = parseFile(paths[i])
+			}
+		}()
+	}
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	c.parsed = make(map[string]*parsedFile, len(paths))
+	for i, p := range paths {
+		c.parsed[p] = results[i]
+	}
 }
 
 func readCatalog(paths Paths, ctx *Context) *catalog {
@@ -56,6 +95,7 @@ func readCatalog(paths Paths, ctx *Context) *catalog {
 		dropinDirs: map[string][]dirRef{},
 		depDirs:    map[string][]dirRef{},
 		listings:   map[string][]os.DirEntry{},
+		execCache:  map[string]bool{},
 	}
 	for prio, dir := range paths {
 		list, err := os.ReadDir(dir)
@@ -189,21 +229,25 @@ func fileExists(p string) bool {
 // aliasesOf lists the names in the unit directories that are symlinks
 // leading to primary.
 func (c *catalog) aliasesOf(primary Name) []string {
-	var out []string
-	for name, e := range c.entries {
-		if e.link == "" || e.masked || name == primary.String() {
-			continue
+	if c.aliases == nil {
+		c.aliases = map[Name][]string{}
+		for name, e := range c.entries {
+			if e.link == "" || e.masked {
+				continue
+			}
+			n, err := ParseName(name)
+			if err != nil {
+				continue
+			}
+			if r := c.resolve(n, 0); r.found && r.primary != n {
+				c.aliases[r.primary] = append(c.aliases[r.primary], name)
+			}
 		}
-		n, err := ParseName(name)
-		if err != nil {
-			continue
-		}
-		if r := c.resolve(n, 0); r.primary == primary {
-			out = append(out, name)
+		for _, list := range c.aliases {
+			sort.Strings(list)
 		}
 	}
-	sort.Strings(out)
-	return out
+	return append([]string(nil), c.aliases[primary]...)
 }
 
 // dropIns lists the drop-in files of a unit in the order they apply:
@@ -285,26 +329,27 @@ func (c *catalog) load(n Name) *Unit {
 		return &Unit{Name: r.primary.String(), ID: r.primary, Type: r.primary.Type, LoadState: LoadStateMasked, Fragment: r.maskPath}
 	}
 	d := newUnitDecoder(c.schema, c.ctx, r.primary)
+	d.execCache = c.execCache
 	u := d.unit
 	u.Fragment = r.fragment
-	data, err := os.ReadFile(r.fragment)
+	frag := c.file(r.fragment)
 	switch {
-	case err != nil:
-		d.problems = append(d.problems, Problem{File: r.fragment, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(err)), Severity: SeverityError})
-	case len(data) == 0:
+	case frag.readErr != nil:
+		d.problems = append(d.problems, Problem{File: r.fragment, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(frag.readErr)), Severity: SeverityError})
+	case frag.src == "":
 		// An empty unit file masks the unit, as in systemd.
 		return &Unit{Name: r.primary.String(), ID: r.primary, Type: r.primary.Type, LoadState: LoadStateMasked, Fragment: r.fragment}
 	default:
-		d.applyFile(r.fragment, data)
+		d.applyParsed(r.fragment, frag)
 	}
 	for _, f := range c.dropIns(r.primary) {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			d.problems = append(d.problems, Problem{File: f, Msg: fmt.Sprintf("cannot read drop-in: %v", unwrapPathError(err)), Severity: SeverityError})
+		pf := c.file(f)
+		if pf.readErr != nil {
+			d.problems = append(d.problems, Problem{File: f, Msg: fmt.Sprintf("cannot read drop-in: %v", unwrapPathError(pf.readErr)), Severity: SeverityError})
 			continue
 		}
 		u.DropIns = append(u.DropIns, f)
-		d.applyFile(f, data)
+		d.applyParsed(f, pf)
 	}
 	u.Unit.Wants = appendMissing(u.Unit.Wants, c.dependencyLinks(r.primary, ".wants"))
 	u.Unit.Requires = appendMissing(u.Unit.Requires, c.dependencyLinks(r.primary, ".requires"))
@@ -409,21 +454,30 @@ func Scan(paths Paths, ctx Context) (map[string]*Unit, []error) {
 		}
 	}
 	sort.Strings(names)
-	units := make(map[string]*Unit, len(names))
-	var problems []error
+	var primaries []Name
+	var files []string
+	queued := map[Name]bool{}
 	for _, name := range names {
 		n, err := ParseName(name)
 		if err != nil || n.IsTemplate && c.entries[name] == nil {
 			continue
 		}
 		r := c.resolve(n, 0)
-		if !r.found {
+		if !r.found || queued[r.primary] {
 			continue
 		}
-		if _, done := units[r.primary.String()]; done {
-			continue
+		queued[r.primary] = true
+		primaries = append(primaries, r.primary)
+		if !r.masked {
+			files = append(files, r.fragment)
+			files = append(files, c.dropIns(r.primary)...)
 		}
-		u := c.load(r.primary)
+	}
+	c.readAhead(files)
+	units := make(map[string]*Unit, len(primaries))
+	var problems []error
+	for _, n := range primaries {
+		u := c.load(n)
 		units[u.Name] = u
 		for _, p := range u.Problems {
 			problems = append(problems, p)

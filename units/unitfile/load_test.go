@@ -97,18 +97,18 @@ exec-start-pre = ["/bin/true first", "/bin/true second"]
 environment = { A = "1", B = "2" }
 restart = "always"
 `,
-		"foo.service.d/10-desc.toml":   "[unit]\ndescription = \"from lib, hidden by etc\"\n",
-		"foo.service.d/40-wants.toml":  "[unit]\nwants = \"c.service\"\n",
-		"service.d/05-all.toml":        "[service]\nrestart-sec = \"7s\"\n",
-		"service.d/50-masked.toml":     "[service]\nrestart-sec = \"99s\"\n",
+		"foo.service.d/10-desc.toml":  "[unit]\ndescription = \"from lib, hidden by etc\"\n",
+		"foo.service.d/40-wants.toml": "[unit]\nwants = \"c.service\"\n",
+		"service.d/05-all.toml":       "[service]\nrestart-sec = \"7s\"\n",
+		"service.d/50-masked.toml":    "[service]\nrestart-sec = \"99s\"\n",
 	})
 	writeTree(t, etc, map[string]string{
-		"foo.service.d/10-desc.toml":  "[unit]\ndescription = \"from etc\"\n",
-		"foo.service.d/20-wants.toml": "[unit]\nwants = [\"b.service\"]\n[service]\nenvironment = { B = \"two\", C = \"3\" }\n",
-		"foo.service.d/30-reset.toml": "[service]\nexec-start-pre = []\nrestart = \"on-failure\"\n",
-		"foo.service.d/35-new.toml":   "[service]\nexec-start-pre = \"/bin/true third\"\n",
+		"foo.service.d/10-desc.toml":   "[unit]\ndescription = \"from etc\"\n",
+		"foo.service.d/20-wants.toml":  "[unit]\nwants = [\"b.service\"]\n[service]\nenvironment = { B = \"two\", C = \"3\" }\n",
+		"foo.service.d/30-reset.toml":  "[service]\nexec-start-pre = []\nrestart = \"on-failure\"\n",
+		"foo.service.d/35-new.toml":    "[service]\nexec-start-pre = \"/bin/true third\"\n",
 		"foo.service.d/50-masked.toml": "-> /dev/null",
-		"foo.service.d/README":        "not a drop-in",
+		"foo.service.d/README":         "not a drop-in",
 	})
 	u := mustLoad(t, paths, "foo.service")
 	var order []string
@@ -197,12 +197,12 @@ default-instance = "tty1"
 func TestMasksAndAliases(t *testing.T) {
 	paths, etc, lib := twoDirs(t)
 	writeTree(t, lib, map[string]string{
-		"masked.service":        "[service]\nexec-start = \"/bin/true\"\n",
-		"empty.service":         "",
-		"real.service":          "[service]\nexec-start = \"/bin/true\"\n",
-		"multi-user.target":     "[unit]\ndescription = \"Multi-User\"\n",
-		"default.target":        "-> multi-user.target",
-		"linked.service":        "-> " + filepath.Join(filepath.Dir(etc), "elsewhere", "linked.service"),
+		"masked.service":              "[service]\nexec-start = \"/bin/true\"\n",
+		"empty.service":               "",
+		"real.service":                "[service]\nexec-start = \"/bin/true\"\n",
+		"multi-user.target":           "[unit]\ndescription = \"Multi-User\"\n",
+		"default.target":              "-> multi-user.target",
+		"linked.service":              "-> " + filepath.Join(filepath.Dir(etc), "elsewhere", "linked.service"),
 		"../elsewhere/linked.service": "[service]\nexec-start = \"/bin/true\"\n",
 	})
 	writeTree(t, etc, map[string]string{
@@ -244,12 +244,12 @@ func TestMasksAndAliases(t *testing.T) {
 func TestWantsDirectoriesAndScan(t *testing.T) {
 	paths, etc, lib := twoDirs(t)
 	writeTree(t, lib, map[string]string{
-		"multi-user.target":                 "[unit]\nwants = \"x.service\"\n",
-		"getty.target":                      "",
-		"getty@.service":                    "[service]\nexec-start = \"/bin/echo %i\"\n",
-		"foo.service":                       "[service]\nexec-start = \"/bin/true\"\n",
-		"needed.service":                    "[service]\nexec-start = \"/bin/true\"\n",
-		"multi-user.target.wants/foo.service": "-> ../foo.service",
+		"multi-user.target":                     "[unit]\nwants = \"x.service\"\n",
+		"getty.target":                          "",
+		"getty@.service":                        "[service]\nexec-start = \"/bin/echo %i\"\n",
+		"foo.service":                           "[service]\nexec-start = \"/bin/true\"\n",
+		"needed.service":                        "[service]\nexec-start = \"/bin/true\"\n",
+		"multi-user.target.wants/foo.service":   "-> ../foo.service",
 		"getty.target.wants/getty@tty1.service": "-> ../getty@.service",
 	})
 	writeTree(t, etc, map[string]string{
@@ -280,12 +280,12 @@ func TestWantsDirectoriesAndScan(t *testing.T) {
 func TestBrokenUnitsAmongGoodOnes(t *testing.T) {
 	paths, etc, lib := twoDirs(t)
 	writeTree(t, lib, map[string]string{
-		"good.service":      "[service]\nexec-start = \"/bin/true\"\n",
-		"syntax.service":    "[service]\nexec-start = \"/bin/true\"\ntype = \n",
-		"typo.service":      "[service]\nexec-start = \"/bin/true\"\n  restart-secs = 5\n",
-		"wrongtype.socket":  "[socket]\nlisten-stream = \"/run/x.sock\"\n[service]\ntype = \"simple\"\n",
-		"noexec.service":    "[service]\nexec-start = \"/nonexistent/bin/daemon --flag\"\n",
-		"another.target":    "[unit]\ndescription = \"fine\"\n",
+		"good.service":     "[service]\nexec-start = \"/bin/true\"\n",
+		"syntax.service":   "[service]\nexec-start = \"/bin/true\"\ntype = \n",
+		"typo.service":     "[service]\nexec-start = \"/bin/true\"\n  restart-secs = 5\n",
+		"wrongtype.socket": "[socket]\nlisten-stream = \"/run/x.sock\"\n[service]\ntype = \"simple\"\n",
+		"noexec.service":   "[service]\nexec-start = \"/nonexistent/bin/daemon --flag\"\n",
+		"another.target":   "[unit]\ndescription = \"fine\"\n",
 	})
 	// Unreadable directories: a file where a directory should be, and a
 	// symlink loop (root bypasses permission bits, so mode 000 would not
@@ -389,19 +389,19 @@ cores = 0
 func TestCrossKeyChecks(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{
-		"noexec.service":     "[service]\ntype = \"simple\"\n",
-		"oneshot.service":    "[service]\ntype = \"oneshot\"\nexec-start = [[\"/bin/true\"], [\"/bin/echo\", \"x\"]]\nremain-after-exit = true\n",
-		"two.service":        "[service]\nexec-start = [[\"/bin/true\"], [\"/bin/true\"]]\n",
-		"timeouts.service":   "[service]\nexec-start = \"/bin/true\"\ntimeout-sec = 5\ntimeout-stop = \"1min\"\n",
-		"mnt-data.mount":     "[mount]\nwhat = \"/dev/vdb\"\ntype = \"ext4\"\n",
-		"mnt-other.mount":    "[mount]\nwhat = \"/dev/vdb\"\nwhere = \"/mnt/data\"\n",
-		"nowhat.mount":       "[mount]\ntype = \"tmpfs\"\n",
-		"idle.timer":         "[timer]\naccuracy = \"1s\"\n",
-		"daily.timer":        "[timer]\non-calendar = \"daily\"\non-boot = [\"2s\", 60]\npersistent = true\n",
-		"web.socket":         "[socket]\nlisten-stream = [\"127.0.0.1:8080\", \"/run/web.sock\"]\naccept = true\nmax-connections = 10\n",
-		"spool.path":         "[path]\npath-exists = \"/var/spool/x\"\nhold = true\nhold-timeout = \"5s\"\nhold-verdict = \"deny\"\n",
-		"limited.service":    "[service]\nexec-start = \"/bin/true\"\n[resources]\nmemory-max = \"50%\"\ntasks-max = 50\ncpu-quota = \"150%\"\nio-read-bandwidth-max = { \"/dev/vda\" = \"10M\" }\ndelegate = true\nslice = \"work.slice\"\n",
-		"bad-res.service":    "[service]\nexec-start = \"/bin/true\"\n[resources]\nmemory-max = \"lots\"\ncpu-weight = 0\n",
+		"noexec.service":   "[service]\ntype = \"simple\"\n",
+		"oneshot.service":  "[service]\ntype = \"oneshot\"\nexec-start = [[\"/bin/true\"], [\"/bin/echo\", \"x\"]]\nremain-after-exit = true\n",
+		"two.service":      "[service]\nexec-start = [[\"/bin/true\"], [\"/bin/true\"]]\n",
+		"timeouts.service": "[service]\nexec-start = \"/bin/true\"\ntimeout-sec = 5\ntimeout-stop = \"1min\"\n",
+		"mnt-data.mount":   "[mount]\nwhat = \"/dev/vdb\"\ntype = \"ext4\"\n",
+		"mnt-other.mount":  "[mount]\nwhat = \"/dev/vdb\"\nwhere = \"/mnt/data\"\n",
+		"nowhat.mount":     "[mount]\ntype = \"tmpfs\"\n",
+		"idle.timer":       "[timer]\naccuracy = \"1s\"\n",
+		"daily.timer":      "[timer]\non-calendar = \"daily\"\non-boot = [\"2s\", 60]\npersistent = true\n",
+		"web.socket":       "[socket]\nlisten-stream = [\"127.0.0.1:8080\", \"/run/web.sock\"]\naccept = true\nmax-connections = 10\n",
+		"spool.path":       "[path]\npath-exists = \"/var/spool/x\"\nhold = true\nhold-timeout = \"5s\"\nhold-verdict = \"deny\"\n",
+		"limited.service":  "[service]\nexec-start = \"/bin/true\"\n[resources]\nmemory-max = \"50%\"\ntasks-max = 50\ncpu-quota = \"150%\"\nio-read-bandwidth-max = { \"/dev/vda\" = \"10M\" }\ndelegate = true\nslice = \"work.slice\"\n",
+		"bad-res.service":  "[service]\nexec-start = \"/bin/true\"\n[resources]\nmemory-max = \"lots\"\ncpu-weight = 0\n",
 	})
 	files := []string{}
 	for _, n := range []string{"noexec.service", "oneshot.service", "two.service", "timeouts.service", "mnt-data.mount", "mnt-other.mount", "nowhat.mount", "idle.timer", "daily.timer", "web.socket", "spool.path", "limited.service", "bad-res.service"} {
@@ -475,13 +475,13 @@ func TestCheckDropInAndMissingFile(t *testing.T) {
 func TestEnableDisableIsEnabled(t *testing.T) {
 	paths, etc, lib := twoDirs(t)
 	writeTree(t, lib, map[string]string{
-		"web.service":     "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = \"multi-user.target\"\nrequired-by = [\"graphical.target\"]\nalias = \"www.service\"\nalso = \"web.socket\"\n",
-		"web.socket":      "[socket]\nlisten-stream = \"80\"\n[install]\nwanted-by = \"sockets.target\"\n",
-		"static.service":  "[service]\nexec-start = \"/bin/true\"\n",
-		"helper.service":  "[service]\nexec-start = \"/bin/true\"\n[install]\nalso = \"web.service\"\n",
-		"getty@.service":  "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = \"getty.target\"\ndefault-instance = \"tty1\"\n",
-		"tmpl@.service":   "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = \"multi-user.target\"\n",
-		"masked.service":  "[service]\nexec-start = \"/bin/true\"\n",
+		"web.service":       "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = \"multi-user.target\"\nrequired-by = [\"graphical.target\"]\nalias = \"www.service\"\nalso = \"web.socket\"\n",
+		"web.socket":        "[socket]\nlisten-stream = \"80\"\n[install]\nwanted-by = \"sockets.target\"\n",
+		"static.service":    "[service]\nexec-start = \"/bin/true\"\n",
+		"helper.service":    "[service]\nexec-start = \"/bin/true\"\n[install]\nalso = \"web.service\"\n",
+		"getty@.service":    "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = \"getty.target\"\ndefault-instance = \"tty1\"\n",
+		"tmpl@.service":     "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = \"multi-user.target\"\n",
+		"masked.service":    "[service]\nexec-start = \"/bin/true\"\n",
 		"multi-user.target": "[unit]\n",
 	})
 	writeTree(t, etc, map[string]string{"masked.service": "-> /dev/null"})

@@ -172,19 +172,20 @@ type ServiceSection struct {
 	PIDFile         string `key:"pid-file" check:"abs-path"`
 	BusName         string `key:"bus-name"`
 
-	Restart         RestartPolicy `key:"restart"`     // default no
+	Restart RestartPolicy `key:"restart"` // default no
+	//lint:ignore ST1011 named after systemd's RestartSec=, which the manager already uses
 	RestartSec      time.Duration `key:"restart-sec"` // default 100ms
 	RestartSteps    int           `key:"restart-steps" min:"0"`
 	RestartMaxDelay time.Duration `key:"restart-max-delay"` // default Infinity: no backoff cap
 
-	// TimeoutSec sets TimeoutStart and TimeoutStop at once; it is listed
+	// Timeout (timeout-sec) sets TimeoutStart and TimeoutStop at once; it is listed
 	// before them so a more specific key in the same file wins.
-	TimeoutSec   time.Duration `key:"timeout-sec" opt:"transient"`
+	Timeout      time.Duration `key:"timeout-sec" opt:"transient"`
 	TimeoutStart time.Duration `key:"timeout-start"` // default 90s, Infinity for oneshot
 	TimeoutStop  time.Duration `key:"timeout-stop"`  // default 90s
 	TimeoutAbort time.Duration `key:"timeout-abort"` // default: timeout-stop
 	RuntimeMax   time.Duration `key:"runtime-max"`   // default Infinity
-	WatchdogSec  time.Duration `key:"watchdog-sec"`  // 0: no watchdog
+	Watchdog     time.Duration `key:"watchdog-sec"`  // 0: no watchdog
 
 	SuccessExitStatus        ExitStatusSet `key:"success-exit-status"`
 	RestartPreventExitStatus ExitStatusSet `key:"restart-prevent-exit-status"`
@@ -237,7 +238,7 @@ type SocketSection struct {
 	ExecStartPost Commands      `key:"exec-start-post"`
 	ExecStopPre   Commands      `key:"exec-stop-pre"`
 	ExecStopPost  Commands      `key:"exec-stop-post"`
-	TimeoutSec    time.Duration `key:"timeout-sec"` // default 90s
+	Timeout       time.Duration `key:"timeout-sec"` // default 90s
 
 	ExecContext
 	KillContext
@@ -482,7 +483,7 @@ func (s *ServiceSection) setDefaults() {
 // afterKey makes timeout-sec set both timeouts.
 func (s *ServiceSection) afterKey(key string) {
 	if key == "timeout-sec" {
-		s.TimeoutStart, s.TimeoutStop = s.TimeoutSec, s.TimeoutSec
+		s.TimeoutStart, s.TimeoutStop = s.Timeout, s.Timeout
 	}
 }
 
@@ -492,7 +493,7 @@ func (s *SocketSection) setDefaults() {
 	s.BindIPv6Only = "default"
 	s.Backlog = 4096
 	s.MaxConnections = 64
-	s.TimeoutSec = 90 * time.Second
+	s.Timeout = 90 * time.Second
 	s.ExecContext.setDefaults()
 	s.KillContext.setDefaults()
 }

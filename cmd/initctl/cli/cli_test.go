@@ -69,6 +69,12 @@ func TestStatusExitCodes(t *testing.T) {
 		t.Fatalf("status of a failed unit: exit %d, want 3", code)
 	}
 	mustContain(t, "status db", out, "× db.service - Database", "Active: failed (Result: exit-code) since Fri 2024-03-01 12:01:00 UTC", "Main PID: 77 (code=exited, status=1)")
+	m.loop.Call(context.Background(), func() { // the loop owns the units
+		m.units["gone.service"] = &api.UnitStatus{UnitSummary: api.UnitSummary{Name: "gone.service", Load: "not-found", Active: "inactive"}}
+	})
+	if out, errOut, code := m.runCLI("status", "gone.service"); code != exitNoSuchUnit || out != "" || errOut != "Unit gone.service could not be found.\n" {
+		t.Fatalf("status of a not-found unit: %d %q %q", code, out, errOut)
+	}
 	_, errOut, code := m.runCLI("status", "web.service", "nope.service")
 	if code != exitNoSuchUnit || !strings.Contains(errOut, "Unit nope.service not found.") {
 		t.Fatalf("status of an unknown unit: exit %d, stderr %q", code, errOut)
@@ -261,6 +267,9 @@ func TestLogs(t *testing.T) {
 	a := m.lastArgs(api.MethodLogs).(api.LogsArgs)
 	if a.Unit != "web.service" || a.Lines != 2 || a.Follow || time.Since(a.Since) < 10*time.Minute || time.Since(a.Since) > 11*time.Minute {
 		t.Fatalf("logs args %+v", a)
+	}
+	if out, _, _ := m.runCLI("logs", "-o", "cat", "web.service"); out != "one\ntwo\n" {
+		t.Fatalf("logs -o cat: %q", out)
 	}
 	if _, errOut, code := m.runCLI("logs", "--since", "last tuesday"); code != exitUsage || !strings.Contains(errOut, "--since") {
 		t.Fatalf("bad --since: %d %q", code, errOut)

@@ -40,6 +40,10 @@ func (e *env) runLogs(p *parsed) int {
 			e.printJSONLine(l)
 			return
 		}
+		if e.bare {
+			fmt.Fprintln(e.stdout, l.Text)
+			return
+		}
 		fmt.Fprintln(e.stdout, formatLogLine(l))
 	}
 	// With -f the manager sends the backlog and then new lines as progress

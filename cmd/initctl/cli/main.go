@@ -78,6 +78,7 @@ type env struct {
 	errTTY  bool // stderr is a terminal: spinner lines
 	width   int  // stdout's terminal width, 0 when unknown
 	json    bool
+	bare    bool // logs -o cat: message text only
 	quiet   bool
 	legend  bool
 	full    bool
@@ -200,12 +201,16 @@ func (e *env) runCommand(cmd *command, args []string) int {
 	case "json", "json-pretty":
 		e.json = true
 	case "text", "short":
-	default:
-		// -o is also journalctl's output mode for logs: accept its names.
+	case "cat":
+		// journalctl's name for message text only: meaningful for logs.
 		if cmd.Name != "logs" {
-			fmt.Fprintf(e.stderr, "%s: unknown output format %q (text or json)\n", e.program, out)
+			fmt.Fprintf(e.stderr, "%s: output format cat is only for logs\n", e.program)
 			return exitUsage
 		}
+		e.bare = true
+	default:
+		fmt.Fprintf(e.stderr, "%s: unknown output format %q (text or json)\n", e.program, out)
+		return exitUsage
 	}
 	e.quiet = p.has("quiet")
 	e.full = p.has("full")

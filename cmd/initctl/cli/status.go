@@ -31,6 +31,11 @@ func (e *env) runStatus(p *parsed) int {
 			}
 			continue
 		}
+		if st.Load == "not-found" && !e.json {
+			fmt.Fprintf(e.stderr, "Unit %s could not be found.\n", u)
+			status = exitNoSuchUnit
+			continue
+		}
 		if e.json {
 			all = append(all, st)
 		} else {
