@@ -26,6 +26,12 @@ const ScriptPath = "/etc/vigil/vm/script"
 const scriptUnitText = `[unit]
 description = "vigil-vm test script"
 after = ["default.target"]
+# The script must outlive an isolate to emergency.target (tests of a failing
+# boot) and only stop for the final shutdown.
+default-dependencies = false
+ignore-on-isolate = true
+conflicts = ["shutdown.target"]
+before = ["shutdown.target"]
 
 [service]
 type = "oneshot"

@@ -113,6 +113,11 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	m.scan()
+	// A broken unit never stops the boot, but it is said where the
+	// administrator looks.
+	for _, p := range m.problems {
+		m.consoleLine(consoleWarn, "%s", p)
+	}
 	if _, err := loop.Register(observer.Observer{
 		Guest:  "supervisor",
 		Name:   "process exits",

@@ -148,30 +148,30 @@ type Process struct {
 // UnitStatus is what `initctl status` shows.
 type UnitStatus struct {
 	UnitSummary
-	Fragment       string            `json:"fragment,omitempty"`
-	DropIns        []string          `json:"drop_ins,omitempty"`
-	UnitFileState  string            `json:"unit_file_state,omitempty"`
-	LoadError      string            `json:"load_error,omitempty"`
-	Result         string            `json:"result,omitempty"`
-	ExitStatus     string            `json:"exit_status,omitempty"` // "status=1" / "signal=KILL"
-	StatusText     string            `json:"status_text,omitempty"`
-	NRestarts      int               `json:"n_restarts,omitempty"`
-	ActiveEnter    time.Time         `json:"active_enter,omitempty"`
-	ActiveExit     time.Time         `json:"active_exit,omitempty"`
-	InactiveEnter  time.Time         `json:"inactive_enter,omitempty"`
-	StateChange    time.Time         `json:"state_change,omitempty"`
-	ControlGroup   string            `json:"control_group,omitempty"`
-	Processes      []Process         `json:"processes,omitempty"`
-	MemoryCurrent  *uint64           `json:"memory_current,omitempty"`
-	MemoryPeak     *uint64           `json:"memory_peak,omitempty"`
-	TasksCurrent   *uint64           `json:"tasks_current,omitempty"`
-	CPUUsageNSec   *uint64           `json:"cpu_usage_nsec,omitempty"`
-	Triggers       []string          `json:"triggers,omitempty"`
-	TriggeredBy    []string          `json:"triggered_by,omitempty"`
-	Conditions     []string          `json:"conditions,omitempty"` // failed conditions, readable
-	NeedReload     bool              `json:"need_daemon_reload,omitempty"`
-	Logs           []LogLine         `json:"logs,omitempty"`
-	Extra          map[string]string `json:"extra,omitempty"`
+	Fragment      string            `json:"fragment,omitempty"`
+	DropIns       []string          `json:"drop_ins,omitempty"`
+	UnitFileState string            `json:"unit_file_state,omitempty"`
+	LoadError     string            `json:"load_error,omitempty"`
+	Result        string            `json:"result,omitempty"`
+	ExitStatus    string            `json:"exit_status,omitempty"` // "status=1" / "signal=KILL"
+	StatusText    string            `json:"status_text,omitempty"`
+	NRestarts     int               `json:"n_restarts,omitempty"`
+	ActiveEnter   time.Time         `json:"active_enter,omitempty"`
+	ActiveExit    time.Time         `json:"active_exit,omitempty"`
+	InactiveEnter time.Time         `json:"inactive_enter,omitempty"`
+	StateChange   time.Time         `json:"state_change,omitempty"`
+	ControlGroup  string            `json:"control_group,omitempty"`
+	Processes     []Process         `json:"processes,omitempty"`
+	MemoryCurrent *uint64           `json:"memory_current,omitempty"`
+	MemoryPeak    *uint64           `json:"memory_peak,omitempty"`
+	TasksCurrent  *uint64           `json:"tasks_current,omitempty"`
+	CPUUsageNSec  *uint64           `json:"cpu_usage_nsec,omitempty"`
+	Triggers      []string          `json:"triggers,omitempty"`
+	TriggeredBy   []string          `json:"triggered_by,omitempty"`
+	Conditions    []string          `json:"conditions,omitempty"` // failed conditions, readable
+	NeedReload    bool              `json:"need_daemon_reload,omitempty"`
+	Logs          []LogLine         `json:"logs,omitempty"`
+	Extra         map[string]string `json:"extra,omitempty"`
 }
 
 // JobArgs asks for jobs on units.

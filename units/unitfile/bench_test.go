@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // writeUnits writes n typical services (and a target wanting them) into a
@@ -48,12 +50,24 @@ func BenchmarkScan1000(b *testing.B) {
 	paths := writeUnits(b, 1000)
 	ctx := testContext()
 	b.ReportAllocs()
+	cpuBefore := cpuTime()
 	for b.Loop() {
 		units, problems := Scan(paths, ctx)
 		if len(units) != 1001 || len(problems) != 0 {
 			b.Fatalf("%d units, problems %v", len(units), problems)
 		}
 	}
+	// CPU time (all threads) per scan: wall time alone misleads on a
+	// shared machine.
+	b.ReportMetric(float64((cpuTime()-cpuBefore).Milliseconds())/float64(b.N), "cpu-ms/op")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkLoadOne loads one unit by name from a directory of 1,000.

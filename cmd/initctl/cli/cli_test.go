@@ -392,8 +392,8 @@ func TestCheckFiles(t *testing.T) {
 	os.WriteFile(good, []byte("[unit]\ndescription = \"Good\"\n\n[service]\nexec-start = [\"/bin/true\"]\n"), 0o644)
 	bad := filepath.Join(dir, "bad.service")
 	os.WriteFile(bad, []byte("[unit]\ndescription = \"Bad\"\n\n[service]\nexec-start = [\"/bin/true\"\n"), 0o644)
-	loose := filepath.Join(dir, "loose.service.toml")
-	os.WriteFile(loose, []byte("description = \"x\"\n[unit]\n"), 0o644)
+	loose := filepath.Join(dir, "loose.service")
+	os.WriteFile(loose, []byte("[unit]\ndescription = \"x\"\n[service]\nexec-start = \"/bin/true\"\nrestart-secs = \"1s\"\n"), 0o644)
 	badName := filepath.Join(dir, "noext")
 	os.WriteFile(badName, []byte("[unit]\n"), 0o644)
 
@@ -406,7 +406,7 @@ func TestCheckFiles(t *testing.T) {
 	if code != exitFailure {
 		t.Fatalf("check bad: exit %d", code)
 	}
-	mustContain(t, "check", e.String(), bad+":5:26: expected a comma", loose+":1: key \"description\" outside of any section", badName+": invalid unit name \"noext\"", "missing.service: open ")
+	mustContain(t, "check", e.String(), bad+":5:26: invalid TOML: expected a comma", loose+":5:1: [service] restart-secs: unknown key (did you mean 'restart-sec'?)", badName+": invalid unit name \"noext\"", "missing.service: cannot read")
 	if strings.Contains(e.String(), good) {
 		t.Fatalf("good file reported: %s", e.String())
 	}
