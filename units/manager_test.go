@@ -10,8 +10,6 @@ import (
 	"vigil/units/api"
 )
 
-
-
 // stampService runs a script that sleeps and records when it began and
 // ended, in nanoseconds, to DIR/NAME.
 func stampService(name, sleep, unitExtra string) string {
@@ -315,8 +313,8 @@ func TestOneshotRemainAfterExit(t *testing.T) {
 
 func TestTemplateInstancesAndDropIns(t *testing.T) {
 	h := newHarness(t, map[string]string{
-		"greet@.service": "[unit]\ndescription = \"Greeter for %i\"\n[service]\ntype = \"oneshot\"\nremain-after-exit = true\nexec-start = [\"/bin/sh\", \"-c\", \"echo ${GREETING} %i > @DIR@/%i\"]\nenvironment = { GREETING = \"hello\" }\n",
-		"greet@.service.d/10-env.toml":    "[service]\nenvironment = { GREETING = \"hi\" }\n",
+		"greet@.service":                   "[unit]\ndescription = \"Greeter for %i\"\n[service]\ntype = \"oneshot\"\nremain-after-exit = true\nexec-start = [\"/bin/sh\", \"-c\", \"echo ${GREETING} %i > @DIR@/%i\"]\nenvironment = { GREETING = \"hello\" }\n",
+		"greet@.service.d/10-env.toml":     "[service]\nenvironment = { GREETING = \"hi\" }\n",
 		"greet@bob.service.d/20-desc.toml": "[unit]\ndescription = \"Bob's greeter\"\n",
 	})
 	for _, inst := range []string{"alice", "bob"} {
