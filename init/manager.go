@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -221,12 +220,4 @@ func (vm *Manager) Run(ctx context.Context) string {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	return vm.shutdown
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, f)
-	}
-	return out
 }

@@ -1,9 +1,7 @@
 package units
 
 import (
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -99,17 +97,22 @@ func (m *Manager) scan() ReloadSummary {
 // ReloadSummary says what a daemon-reload changed.
 type ReloadSummary struct{ Added, Removed, Changed []string }
 
+// hashConfig identifies a unit's files by path, size and modification
+// time, as systemd's NeedDaemonReload does: the loader has read the files
+// already, and reading them again on every scan would double the I/O of
+// boot and reload.
 func hashConfig(cfg *config) string {
-	h := sha256.New()
+	var b strings.Builder
 	for _, f := range append([]string{cfg.Fragment}, cfg.DropIns...) {
 		if f == "" {
 			continue
 		}
-		data, _ := os.ReadFile(f)
-		h.Write([]byte(f))
-		h.Write(data)
+		b.WriteString(f)
+		if fi, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, ":%d:%d;", fi.Size(), fi.ModTime().UnixNano())
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	return b.String()
 }
 
 func (m *Manager) newUnit(name string) *Unit {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -566,13 +565,4 @@ func (m *Manager) handleObserve(req Request, args api.ObserveArgs) {
 			req.Progress(oe)
 		}
 	}()
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -62,13 +62,18 @@ func isStopLike(t string) bool { return t == api.JobStop }
 // systemd's rule: on an After/Before edge, stop jobs go first; two start
 // jobs follow the edge; two stop jobs go against it.
 func jobsOrdered(a, b *Job) bool {
-	ua, ub := a.Unit, b.Unit
+	return ordered(a.Unit, a.Type, a.phase, b.Unit, b.Type, b.phase)
+}
+
+// ordered is the rule of jobsOrdered on plain values, so that planned jobs
+// need not be turned into Jobs to be compared.
+func ordered(ua *Unit, ta, phaseA string, ub *Unit, tb, phaseB string) bool {
 	aAfterB := ua.hasDep(After, ub.Name) || ub.hasDep(Before, ua.Name)
 	bAfterA := ub.hasDep(After, ua.Name) || ua.hasDep(Before, ub.Name)
 	if !aAfterB && !bAfterA {
 		return false
 	}
-	aStop, bStop := a.effectiveStop(), b.effectiveStop()
+	aStop, bStop := stopsNext(ta, phaseA), stopsNext(tb, phaseB)
 	switch {
 	case aStop && bStop:
 		return bAfterA // stopping in reverse order
@@ -80,8 +85,10 @@ func jobsOrdered(a, b *Job) bool {
 }
 
 // effectiveStop is true while the job's next step takes the unit down.
-func (j *Job) effectiveStop() bool {
-	return isStopLike(j.Type) || ((j.Type == api.JobRestart || j.Type == api.JobTryRestart) && j.phase == api.JobStop)
+func (j *Job) effectiveStop() bool { return stopsNext(j.Type, j.phase) }
+
+func stopsNext(typ, phase string) bool {
+	return isStopLike(typ) || ((typ == api.JobRestart || typ == api.JobTryRestart) && phase == api.JobStop)
 }
 
 // runnable reports whether no other pending job must go first.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"vigil/observer"
@@ -383,16 +382,6 @@ func Run(ctx context.Context, loop *observer.Loop) error {
 		return err
 	}
 	return loop.Run(ctx)
-}
-
-func joinNonEmpty(sep string, parts ...string) string {
-	var out []string
-	for _, p := range parts {
-		if p != "" {
-			out = append(out, p)
-		}
-	}
-	return strings.Join(out, sep)
 }
 
 // Logf writes a line to the manager's log.

@@ -234,14 +234,9 @@ func (tx *transaction) drop(j *txJob) {
 }
 
 // findCycle returns one cycle of ordering edges among planned jobs, in
-// "waits for" order, or nil.
+// "waits for" order, or nil. Only a unit's After/Before neighbours can be
+// ordered against it, so the search walks those, not every pair.
 func (tx *transaction) findCycle() []*txJob {
-	planned := make([]*txJob, 0, len(tx.jobs))
-	for _, u := range tx.order {
-		if j, ok := tx.jobs[u]; ok {
-			planned = append(planned, j)
-		}
-	}
 	const (
 		white = iota
 		grey
@@ -254,21 +249,24 @@ func (tx *transaction) findCycle() []*txJob {
 	visit = func(j *txJob) bool {
 		color[j] = grey
 		stack = append(stack, j)
-		for _, o := range planned {
-			if o == j || !txOrdered(j, o) {
-				continue
-			}
-			switch color[o] {
-			case grey:
-				for i := len(stack) - 1; i >= 0; i-- {
-					if stack[i] == o {
-						found = append([]*txJob(nil), stack[i:]...)
+		for _, k := range [...]DepKind{After, Before} {
+			for name := range j.unit.deps[k] {
+				o := tx.jobs[tx.m.units[name]]
+				if o == nil || o == j || !txOrdered(j, o) {
+					continue
+				}
+				switch color[o] {
+				case grey:
+					for i := len(stack) - 1; i >= 0; i-- {
+						if stack[i] == o {
+							found = append([]*txJob(nil), stack[i:]...)
+							return true
+						}
+					}
+				case white:
+					if visit(o) {
 						return true
 					}
-				}
-			case white:
-				if visit(o) {
-					return true
 				}
 			}
 		}
@@ -276,24 +274,25 @@ func (tx *transaction) findCycle() []*txJob {
 		color[j] = black
 		return false
 	}
-	for _, j := range planned {
-		if color[j] == white && visit(j) {
+	for _, u := range tx.order {
+		if j, ok := tx.jobs[u]; ok && color[j] == white && visit(j) {
 			return found
 		}
 	}
 	return nil
 }
 
+// txOrdered applies the job ordering rule to planned jobs; a restart is
+// ordered as the start it ends with.
 func txOrdered(a, b *txJob) bool {
-	ja := &Job{Unit: a.unit, Type: a.typ}
-	jb := &Job{Unit: b.unit, Type: b.typ}
-	if a.typ == api.JobRestart {
-		ja.Type = api.JobStart
+	ta, tb := a.typ, b.typ
+	if ta == api.JobRestart {
+		ta = api.JobStart
 	}
-	if b.typ == api.JobRestart {
-		jb.Type = api.JobStart
+	if tb == api.JobRestart {
+		tb = api.JobStart
 	}
-	return jobsOrdered(ja, jb)
+	return ordered(a.unit, ta, "", b.unit, tb, "")
 }
 
 // checkConflicts refuses transactions that ask opposite things of one unit

@@ -320,7 +320,7 @@ func (d *unitDecoder) unknownSection(f *fileSource, name string, val any) {
 		return
 	}
 	msg := "unknown section"
-	if s, ok := nearest(name, d.schema.names); ok {
+	if s, ok := Nearest(name, d.schema.names); ok {
 		msg += fmt.Sprintf(" (did you mean [%s]?)", s)
 	}
 	d.problemAt(f, SeverityError, name, "", msg, name)
@@ -550,7 +550,7 @@ func checkEnum(s string, values []string) error {
 		}
 	}
 	msg := fmt.Sprintf("expected one of %s, got %q", strings.Join(values, ", "), s)
-	if near, ok := nearest(s, values); ok {
+	if near, ok := Nearest(s, values); ok {
 		msg += fmt.Sprintf(" (did you mean '%s'?)", near)
 	}
 	return errors.New(msg)

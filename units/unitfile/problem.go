@@ -131,10 +131,10 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// nearest gives the candidate closest to word, if it is close enough to be
+// Nearest gives the candidate closest to word, if it is close enough to be
 // a plausible typo: one edit for short words, two up to ten letters, three
-// beyond.
-func nearest(word string, candidates []string) (string, bool) {
+// beyond. initctl uses it for its own commands and options too.
+func Nearest(word string, candidates []string) (string, bool) {
 	limit := 3
 	switch {
 	case len(word) <= 4:
@@ -152,7 +152,7 @@ func nearest(word string, candidates []string) (string, bool) {
 }
 
 func unknownKeyMessage(key string, candidates []string) string {
-	if s, ok := nearest(key, candidates); ok {
+	if s, ok := Nearest(key, candidates); ok {
 		return fmt.Sprintf("unknown key (did you mean '%s'?)", s)
 	}
 	return "unknown key"

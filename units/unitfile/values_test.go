@@ -356,10 +356,10 @@ func TestEditDistanceAndNearest(t *testing.T) {
 			t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, d, tt.d)
 		}
 	}
-	if s, ok := nearest("exec-strat", []string{"exec-start", "exec-stop", "type"}); !ok || s != "exec-start" {
-		t.Errorf("nearest(exec-strat) = %q, %v", s, ok)
+	if s, ok := Nearest("exec-strat", []string{"exec-start", "exec-stop", "type"}); !ok || s != "exec-start" {
+		t.Errorf("Nearest(exec-strat) = %q, %v", s, ok)
 	}
-	if s, ok := nearest("completely-different", []string{"exec-start", "type"}); ok {
+	if s, ok := Nearest("completely-different", []string{"exec-start", "type"}); ok {
 		t.Errorf("nearest suggested %q for an unrelated word", s)
 	}
 }

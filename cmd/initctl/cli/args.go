@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"vigil/units/unitfile"
 )
 
 // flagSpec declares one option. Value is the placeholder of the option's
@@ -158,34 +160,9 @@ func longNames(specs []flagSpec) []string {
 // suggest returns " (did you mean PREFIXx?)" for the nearest candidate
 // within a small edit distance, or "".
 func suggest(word string, candidates []string, prefix string) string {
-	best, bestD := "", len(word)+1
-	for _, c := range candidates {
-		if d := editDistance(word, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if best == "" || bestD > 2 || bestD >= len(word) {
+	best, ok := unitfile.Nearest(word, candidates)
+	if !ok || best == "" {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean '%s%s'?)", prefix, best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
