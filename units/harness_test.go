@@ -41,6 +41,12 @@ type harness struct {
 
 func newHarness(t *testing.T, files map[string]string) *harness {
 	t.Helper()
+	return newHarnessWith(t, files, nil)
+}
+
+// newHarnessWith lets a test adjust the manager's options.
+func newHarnessWith(t *testing.T, files map[string]string, adjust func(*Options)) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, dir: dir, units: filepath.Join(dir, "units")}
 	os.MkdirAll(h.units, 0o755)
@@ -51,12 +57,16 @@ func newHarness(t *testing.T, files map[string]string) *harness {
 	if _, err := process.Start(ctx, h.loop); err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(h.loop, Options{
+	opts := Options{
 		UnitPaths:  []string{h.units},
 		RuntimeDir: filepath.Join(dir, "run"),
 		StateDir:   filepath.Join(dir, "state"),
 		Logf:       h.logf,
-	})
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	m, err := New(h.loop, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

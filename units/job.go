@@ -145,6 +145,7 @@ func (m *Manager) runJob(j *Job) {
 	j.begun = time.Now()
 	m.redispatch = true
 	m.jobChanged(j)
+	m.watchSlowJobs()
 	switch j.Type {
 	case api.JobStart:
 		m.runStart(j)

@@ -46,6 +46,9 @@ type Options struct {
 	Virtualization string
 	// Specifiers gives the values of %t, %h, %H and friends.
 	Specifiers unitfile.Context
+	// SlowJobAfter is when a running job is first announced on the
+	// console, and how often after; default 3 s.
+	SlowJobAfter time.Duration
 }
 
 // Manager owns the units and their jobs. All its methods must be called on
@@ -65,6 +68,10 @@ type Manager struct {
 
 	shuttingDown bool
 	problems     []string
+
+	// slowTimer announces long-running jobs; slowTurn rotates among them.
+	slowTimer observer.TimerID
+	slowTurn  int
 
 	onShutdown ShutdownFunc
 	logReader  LogReader
@@ -87,6 +94,9 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 	}
 	if opts.Virtualization == "" {
 		opts.Virtualization = "none"
+	}
+	if opts.SlowJobAfter <= 0 {
+		opts.SlowJobAfter = defaultSlowJobAfter
 	}
 	if opts.Spawner == nil {
 		opts.Spawner = defaultSpawner{}

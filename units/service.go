@@ -910,3 +910,11 @@ func yesno(b bool) string {
 	}
 	return "no"
 }
+
+// jobTimeout is how long a start or stop of this service may take.
+func (s *service) jobTimeout(jobType string) time.Duration {
+	if jobType == api.JobStop {
+		return s.cfg.TimeoutStop
+	}
+	return s.cfg.TimeoutStart
+}

@@ -1,0 +1,75 @@
+package units
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"vigil/units/api"
+	"vigil/units/unitfile"
+)
+
+// Jobs that run longer than Options.SlowJobAfter (default 3 s) are
+// announced on the console, one at a time in turn, as often, as systemd's
+// "A start job is running for ..." lines: the administrator sees what the
+// boot or the shutdown waits for, and how long it may still wait.
+const defaultSlowJobAfter = 3 * time.Second
+
+// timeouts lets a behaviour say how long a job of a type may take.
+type timeouts interface {
+	jobTimeout(jobType string) time.Duration
+}
+
+// watchSlowJobs arms the announcement timer when a job starts running.
+func (m *Manager) watchSlowJobs() {
+	if m.slowTimer != 0 || m.opts.Console == nil {
+		return
+	}
+	m.slowTimer = m.AfterFunc(m.opts.SlowJobAfter, m.announceSlowJobs)
+}
+
+func (m *Manager) announceSlowJobs() {
+	m.slowTimer = 0
+	now := time.Now()
+	var slow []*Job
+	running := false
+	for _, j := range m.jobs {
+		if j.State != jobRunning {
+			continue
+		}
+		running = true
+		if now.Sub(j.begun) >= m.opts.SlowJobAfter {
+			slow = append(slow, j)
+		}
+	}
+	if len(slow) > 0 {
+		sort.Slice(slow, func(a, b int) bool { return slow[a].ID < slow[b].ID })
+		j := slow[m.slowTurn%len(slow)]
+		m.slowTurn++
+		m.consoleLine(consoleInfo, "%s", slowJobMessage(j, now))
+	}
+	if running {
+		m.slowTimer = m.AfterFunc(m.opts.SlowJobAfter, m.announceSlowJobs)
+	}
+}
+
+// slowJobMessage reads "A stop job is running for Foo (12s / 1min 30s)".
+func slowJobMessage(j *Job, now time.Time) string {
+	typ := j.Type
+	if j.effectiveStop() {
+		typ = api.JobStop
+	} else if typ == api.JobRestart || typ == api.JobTryRestart {
+		typ = api.JobStart
+	}
+	limit := "no limit"
+	if t, ok := j.Unit.behaviour.(timeouts); ok {
+		if d := t.jobTimeout(typ); d > 0 && d != unitfile.Infinity {
+			limit = unitfile.FormatDuration(d)
+		}
+	}
+	if d := j.Unit.jobTimeout(); d > 0 {
+		limit = unitfile.FormatDuration(d)
+	}
+	elapsed := now.Sub(j.begun).Truncate(time.Second)
+	return fmt.Sprintf("A %s job is running for %s (%s / %s)", typ, j.Unit.describe(), unitfile.FormatDuration(elapsed), limit)
+}
