@@ -3,31 +3,66 @@ package pid1
 import (
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"vigil/units/api"
 	"vigil/units/logs"
 )
 
-// logStore adapts the per-unit log store to what the manager consumes.
+// logStore adapts the per-unit log store to what the manager consumes, and
+// echoes the output of units with standard-output = "log+console" to the
+// console.
 type logStore struct {
 	store   *logs.Store
 	console io.Writer
+
+	mu   sync.Mutex
+	echo map[int]int // PIDs whose lines go to the console too, by open pipes
 }
 
 func openLogStore(dir string, console io.Writer) (*logStore, error) {
 	var warn error
-	st, err := logs.Open(dir, logs.Options{Warn: func(err error) { warn = err }})
+	s := &logStore{console: console, echo: map[int]int{}}
+	st, err := logs.Open(dir, logs.Options{Warn: func(err error) { warn = err }, Echo: s.echoLine})
 	if err != nil {
 		return nil, err
 	}
-	return &logStore{store: st, console: console}, warn
+	s.store = st
+	return s, warn
+}
+
+func (s *logStore) echoLine(l logs.Line) {
+	if s.console == nil || l.PID == 0 {
+		return
+	}
+	s.mu.Lock()
+	on := s.echo[l.PID] > 0
+	s.mu.Unlock()
+	if on {
+		io.WriteString(s.console, l.Text+"\n")
+	}
 }
 
 func (s *logStore) Append(unit, stream, text string) { s.store.Append(unit, stream, text) }
 
 func (s *logStore) Capture(unit string, pid int, stream string, r *os.File, echo bool) {
-	s.store.Capture(unit, pid, stream, r)
+	if !echo {
+		s.store.Capture(unit, pid, stream, r)
+		return
+	}
+	s.mu.Lock()
+	s.echo[pid]++
+	s.mu.Unlock()
+	done := s.store.Capture(unit, pid, stream, r)
+	go func() {
+		<-done
+		s.mu.Lock()
+		if s.echo[pid]--; s.echo[pid] <= 0 {
+			delete(s.echo, pid)
+		}
+		s.mu.Unlock()
+	}()
 }
 
 func toAPI(l logs.Line) api.LogLine {

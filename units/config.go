@@ -154,7 +154,6 @@ func (m *Manager) applyConfig(u *Unit, cfg *config) {
 	u.LoadState = string(cfg.LoadState)
 	u.LoadError = ""
 	u.loadedHash = hashConfig(cfg)
-	u.needReload = false
 	if cfg.LoadState == unitfile.LoadStateBadSetting || unitfile.HasErrors(cfg.Problems) {
 		u.LoadState = LoadBadSetting
 		var msgs []string
@@ -362,8 +361,5 @@ func (u *Unit) execContext() *unitfile.ExecContext {
 // Reload re-reads unit files without restarting anything.
 func (m *Manager) Reload() api.ReloadResult {
 	sum := m.scan()
-	for _, u := range m.Units() {
-		u.needReload = false
-	}
 	return api.ReloadResult{Added: sum.Added, Removed: sum.Removed, Changed: sum.Changed, Problems: m.problems}
 }

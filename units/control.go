@@ -268,7 +268,7 @@ func (m *Manager) Status(name string) (api.UnitStatus, error) {
 	}
 	st := api.UnitStatus{UnitSummary: u.summary(), Fragment: u.Fragment, DropIns: u.DropIns,
 		LoadError: u.LoadError, ActiveEnter: u.activeEnter, ActiveExit: u.activeExit,
-		InactiveEnter: u.inactiveEnter, StateChange: u.stateChange, NeedReload: u.needReload,
+		InactiveEnter: u.inactiveEnter, StateChange: u.stateChange, NeedReload: u.needsReload(),
 		UnitFileState: m.UnitFileState(u.Name)}
 	st.Triggers = u.Deps(Triggers)
 	st.TriggeredBy = u.Deps(TriggeredBy)
@@ -303,7 +303,7 @@ func (m *Manager) Show(name string, only []string) ([]api.Property, error) {
 		p("StateChangeTimestamp", ts(u.stateChange)), p("ActiveEnterTimestamp", ts(u.activeEnter)),
 		p("ActiveExitTimestamp", ts(u.activeExit)), p("InactiveEnterTimestamp", ts(u.inactiveEnter)),
 		p("InactiveExitTimestamp", ts(u.inactiveExit)), p("ConditionResult", yesno(u.conditionResult)),
-		p("NeedDaemonReload", yesno(u.needReload)),
+		p("NeedDaemonReload", yesno(u.needsReload())),
 	}
 	for k := DepKind(0); k < numDepKinds; k++ {
 		if deps := u.Deps(k); len(deps) > 0 {

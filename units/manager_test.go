@@ -343,8 +343,14 @@ func TestDaemonReload(t *testing.T) {
 		"keep.service": "[unit]\ndescription = \"Changed\"\n[service]\nexec-start = \"/bin/sleep 60\"\n",
 		"new.service":  "[service]\ntype = \"oneshot\"\nexec-start = \"/bin/true\"\n",
 	})
+	if got := h.prop("keep.service", "NeedDaemonReload"); got != "yes" {
+		t.Errorf("NeedDaemonReload %q after the file changed, want yes", got)
+	}
 	var res api.ReloadResult
 	h.do(func() { res = h.m.Reload() })
+	if got := h.prop("keep.service", "NeedDaemonReload"); got != "no" {
+		t.Errorf("NeedDaemonReload %q after daemon-reload, want no", got)
+	}
 	if strings.Join(res.Added, " ") != "new.service" {
 		t.Errorf("added %v", res.Added)
 	}

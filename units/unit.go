@@ -65,7 +65,6 @@ type Unit struct {
 	conditionResult bool
 	conditionFailed []string
 	startLimit      rateLimit
-	needReload      bool
 	// manualStop records that the unit was stopped on request, so that
 	// restart policies and OnSuccess do not fire.
 	manualStop bool
@@ -162,3 +161,9 @@ func (r *rateLimit) allow(now time.Time) bool {
 }
 
 func (r *rateLimit) reset() { r.begin = time.Time{}; r.count = 0 }
+
+// needsReload reports whether the unit's files changed on disk since they
+// were loaded (systemd's NeedDaemonReload).
+func (u *Unit) needsReload() bool {
+	return u.cfg != nil && u.cfg.Fragment != "" && hashConfig(u.cfg) != u.loadedHash
+}
