@@ -10,6 +10,10 @@ command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
 command -v systemd-notify >/dev/null || need+=(systemd)
 command -v dbus-daemon >/dev/null || need+=(dbus)
 command -v cpio >/dev/null || need+=(cpio)
+command -v mkfs.vfat >/dev/null || need+=(dosfstools)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+command -v debugfs >/dev/null || need+=(e2fsprogs)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
