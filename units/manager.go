@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"vigil/observer"
+	"vigil/observer/cgroupevents"
 	"vigil/observer/process"
 	"vigil/units/api"
+	"vigil/units/cgroup"
 	"vigil/units/unitfile"
 )
 
@@ -49,6 +51,11 @@ type Options struct {
 	// SlowJobAfter is when a running job is first announced on the
 	// console, and how often after; default 3 s.
 	SlowJobAfter time.Duration
+	// Cgroups is the cgroup2 subtree units are placed in (see package
+	// cgroup: ForPID1, ForManager). Nil means no cgroups, except in PID 1,
+	// which takes the whole hierarchy; NoCgroups forbids even that.
+	Cgroups   *cgroup.Tree
+	NoCgroups bool
 }
 
 // Manager owns the units and their jobs. All its methods must be called on
@@ -75,6 +82,12 @@ type Manager struct {
 
 	onShutdown ShutdownFunc
 	logReader  LogReader
+
+	// cgroups is nil when units run without cgroups; cgroupEvents then
+	// is too.
+	cgroups      *cgroup.Tree
+	cgroupEvents *cgroupevents.Watcher
+	machine      cgroup.Machine
 
 	jobWatchers  map[int]func(*Job)
 	unitWatchers map[int]func(*Unit)
@@ -118,6 +131,9 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("manager: %w", err)
 		}
 	}
+	if err := m.setupCgroups(); err != nil {
+		return nil, err
+	}
 	if err := m.writeBuiltinUnits(); err != nil {
 		return nil, err
 	}
@@ -136,12 +152,31 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 		return nil, err
 	}
 	if _, err := loop.Register(observer.Observer{
-		Guest:  "supervisor",
-		Name:   "control requests",
-		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{"control"}}}},
+		Guest: "supervisor",
+		Name:  "control requests",
+		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{"control"}},
+			{Key: "kind", Op: observer.OpNe, Values: []string{api.MethodSetProperty}}}},
 		Notify: m.onControlEvent,
 	}); err != nil {
 		return nil, err
+	}
+	if _, err := loop.Register(observer.Observer{
+		Guest:  "supervisor",
+		Name:   "set-property requests",
+		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{"control"}}, {Key: "kind", Op: observer.OpEq, Values: []string{api.MethodSetProperty}}}},
+		Notify: m.onSetPropertyEvent,
+	}); err != nil {
+		return nil, err
+	}
+	if m.cgroupEvents != nil {
+		if _, err := loop.Register(observer.Observer{
+			Guest:  "supervisor",
+			Name:   "cgroup events",
+			Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{cgroupevents.SourceName}}}},
+			Notify: m.onCgroupEvent,
+		}); err != nil {
+			return nil, err
+		}
 	}
 	for _, kind := range []string{api.JobStart, api.JobStop, api.JobRestart, api.JobReload, api.JobTryRestart} {
 		typ := kind

@@ -78,9 +78,19 @@ type service struct {
 
 	mainPID    int
 	controlPID int
-	// sessions are the session IDs of every process we started: all their
-	// members belong to the unit (until cgroups track it exactly).
+	// cgroup is the unit's group relative to the manager's tree while it
+	// has one: then the unit's processes are exactly the group's. Without
+	// cgroups, sessions stand in: the session IDs of every process we
+	// started, whose members belong to the unit.
+	cgroup   string
 	sessions map[int]bool
+	// oomBase is the group's oom_kill count when it was set up; oomKilled
+	// records that the OOM killer struck since.
+	oomBase   uint64
+	oomKilled bool
+	// cgroupWarnings are what the kernel could not apply at the last
+	// Reconfigure, for set-property's answer.
+	cgroupWarnings []string
 
 	mainExit     *process.Exit
 	mainExitText string
@@ -110,7 +120,109 @@ func newService(u *Unit) *service {
 	return s
 }
 
-func (s *service) Reconfigure() { s.cfg = s.u.cfg.Service }
+// Reconfigure takes the new configuration; a running unit's cgroup gets
+// the new resource settings at once (its slice stays until a restart).
+func (s *service) Reconfigure() {
+	s.cfg = s.u.cfg.Service
+	if s.cgroup != "" {
+		warnings, err := s.m.applyCgroup(s.u, s.cgroup)
+		s.logCgroupWarnings(warnings)
+		s.cgroupWarnings = warnings
+		if err != nil {
+			s.u.Logf("Could not apply the new resource settings: %v", err)
+			s.cgroupWarnings = append(s.cgroupWarnings, err.Error())
+		}
+	}
+}
+
+// setupCgroup gives the unit a fresh cgroup before its first process.
+func (s *service) setupCgroup() error {
+	if s.m.cgroups == nil {
+		return nil
+	}
+	rel, err := s.m.cgroupPath(s.u)
+	if err != nil {
+		return err
+	}
+	warnings, err := s.m.applyCgroup(s.u, rel)
+	s.logCgroupWarnings(warnings)
+	if err != nil {
+		return err
+	}
+	if err := s.m.cgroupEvents.Watch(s.m.cgroups.Path(rel), s.u.Name); err != nil {
+		return err
+	}
+	s.cgroup = rel
+	s.oomBase = s.m.cgroups.OOMKills(rel)
+	s.oomKilled = false
+	return nil
+}
+
+func (s *service) logCgroupWarnings(warnings []string) {
+	for _, w := range warnings {
+		s.u.Logf("Warning: %s", w)
+	}
+}
+
+// releaseCgroup removes the unit's group once it is empty. A group that
+// still has processes (kill-mode process or none) stays, watched, as
+// systemd leaves it.
+func (s *service) releaseCgroup() {
+	if s.cgroup == "" {
+		return
+	}
+	if populated, _ := s.m.cgroups.Populated(s.cgroup); populated {
+		s.u.Logf("Unit's cgroup %s still has processes after stop; left in place.", s.m.cgroups.Name(s.cgroup))
+		return
+	}
+	s.m.cgroupEvents.Unwatch(s.m.cgroups.Path(s.cgroup))
+	if err := s.m.cgroups.Remove(s.cgroup); err != nil {
+		s.u.Logf("%v", err)
+	}
+	s.cgroup = ""
+}
+
+// cgroupEvent reacts to the group's events: an empty group may end a
+// stop or a unit without main process; an OOM kill ends the unit with
+// result oom-kill (systemd's default OOMPolicy=stop).
+func (s *service) cgroupEvent(ev *observer.Event) {
+	if s.cgroup == "" || ev.Attr("path") != s.m.cgroups.Path(s.cgroup) {
+		return
+	}
+	switch ev.Kind {
+	case "empty":
+		s.checkEmpty()
+	case "oom":
+		if !s.noteOOMKill() {
+			return
+		}
+		switch s.state {
+		case svcStart, svcStartPost, svcRunning, svcReload, svcExited, svcStartPre:
+			s.fail(resultOOMKill, "a process of the unit was killed by the OOM killer")
+		}
+	}
+}
+
+// noteOOMKill checks memory.events for an OOM kill since setup, logs the
+// first one and records the result; it reports whether there was one.
+func (s *service) noteOOMKill() bool {
+	if s.oomKilled {
+		return true
+	}
+	if s.cgroup == "" || s.m.cgroups.OOMKills(s.cgroup) <= s.oomBase {
+		return false
+	}
+	s.oomKilled = true
+	s.u.Logf("A process of this unit has been killed by the OOM killer.")
+	s.m.logf("%s: OOM killer killed a process of the unit (memory-max reached)", s.u.Name)
+	if s.result == resultSuccess || s.result == resultSignal {
+		s.result = resultOOMKill
+	}
+	if s.failReason == "" {
+		s.failReason = fmt.Sprintf("%s: a process was killed by the OOM killer", s.u.Name)
+	}
+	return true
+}
 
 func (s *service) setState(sub string) {
 	s.state = sub
@@ -148,6 +260,12 @@ func (s *service) Start() error {
 	s.statusText = ""
 	s.stopForced = false
 	s.sessions = map[int]bool{}
+	if err := s.setupCgroup(); err != nil {
+		s.u.Logf("Failed to set up the unit's cgroup: %v", err)
+		s.failReason = fmt.Sprintf("cgroup: %v", err)
+		s.fail(resultResources, "")
+		return nil
+	}
 	s.armTimeout(s.cfg.TimeoutStart)
 	if len(s.cfg.ExecStartPre) > 0 {
 		s.setState(svcStartPre)
@@ -188,7 +306,9 @@ func (s *service) enterStart() {
 				s.fail(resultProtocol, fmt.Sprintf("PID file %s not readable (yet?) after start", s.cfg.PIDFile))
 				return
 			} else if s.cfg.GuessMainPID {
-				s.mainPID = s.guessMainPID()
+				if s.mainPID = s.guessMainPID(); s.mainPID != 0 {
+					s.m.watchPID(s.mainPID, s)
+				}
 			}
 			s.execStart = time.Now()
 			s.enterStartPost()
@@ -311,11 +431,13 @@ func (s *service) spawn(cmd unitfile.Command, main bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	started, err := s.m.opts.Spawner.Spawn(spec)
+	started, err := s.m.spawnInCgroup(s.u, spec, s.cgroup)
 	if err != nil {
 		return 0, err
 	}
-	s.sessions[started.PID] = true
+	if s.cgroup == "" {
+		s.sessions[started.PID] = true
+	}
 	s.m.watchPID(started.PID, s)
 	s.m.captureOutput(s.u, started)
 	return started.PID, nil
@@ -388,6 +510,9 @@ func (s *service) exitResult(ex process.Exit) string {
 
 func (s *service) mainExited(ex process.Exit) {
 	res := s.exitResult(ex)
+	if ex.Signal == syscall.SIGKILL && s.noteOOMKill() {
+		res = resultOOMKill
+	}
 	code := "exited"
 	if ex.Signal != 0 {
 		code = "killed"
@@ -489,6 +614,12 @@ func (s *service) enterSignal(sub string) {
 		return
 	}
 	s.setState(sub)
+	if sig == syscall.SIGKILL && s.cgroup != "" && (s.cfg.KillMode == unitfile.KillControlGroup || s.cfg.KillMode == unitfile.KillMixed || s.cfg.KillMode == "") {
+		// One write kills the whole group, including what forks meanwhile.
+		if err := s.m.cgroups.Kill(s.cgroup); err != nil {
+			s.u.Logf("%v", err)
+		}
+	}
 	for _, pid := range pids {
 		syscall.Kill(pid, sig)
 		if s.cfg.SendSIGHUP && sig != syscall.SIGKILL && pid == s.mainPID {
@@ -551,6 +682,16 @@ func (s *service) killTargets(final bool) []int {
 	}
 	add(s.mainPID)
 	add(s.controlPID)
+	if s.cgroup != "" {
+		procs, err := s.m.cgroups.Procs(s.cgroup)
+		if err != nil {
+			s.u.Logf("%v", err)
+		}
+		for _, pid := range procs {
+			add(pid)
+		}
+		return pids
+	}
 	// Every process we started leads its own session and process group;
 	// signalling the group reaches its members without a walk of /proc.
 	for sid := range s.sessions {
@@ -569,6 +710,10 @@ func (s *service) remaining() bool {
 	if s.cfg.KillMode == unitfile.KillProcess || s.cfg.KillMode == unitfile.KillNone {
 		return false
 	}
+	if s.cgroup != "" {
+		populated, err := s.m.cgroups.Populated(s.cgroup)
+		return populated || err != nil
+	}
 	for sid := range s.sessions {
 		if syscall.Kill(-sid, 0) == nil {
 			return true
@@ -580,8 +725,12 @@ func (s *service) remaining() bool {
 
 // pollProcesses rechecks, while stopping, whether the unit's processes are
 // gone. Exits of adopted processes also trigger checkEmpty; the poll covers
-// processes that are not our children.
+// processes that are not our children. A unit with a cgroup needs no poll:
+// the group's "empty" event says when its last process is gone.
 func (s *service) pollProcesses() {
+	if s.cgroup != "" {
+		return
+	}
 	s.m.StopTimer(s.pollTimer)
 	s.pollTimer = s.m.AfterFunc(50*time.Millisecond, func() {
 		s.pollTimer = 0
@@ -638,6 +787,7 @@ func (s *service) enterDead() {
 	s.m.StopTimer(s.pollTimer)
 	s.pollTimer = 0
 	s.mainPID, s.controlPID = 0, 0
+	s.releaseCgroup()
 	for pid := range s.m.pids {
 		if s.m.pids[pid] == processOwner(s) {
 			delete(s.m.pids, pid)
@@ -854,7 +1004,7 @@ func (s *service) readPIDFile() int {
 // guessMainPID picks the only remaining process of the unit, if there is
 // exactly one.
 func (s *service) guessMainPID() int {
-	members := s.m.sessionMembers(s.sessions)
+	members := s.members()
 	if len(members) == 1 {
 		return members[0]
 	}
@@ -876,16 +1026,32 @@ func (s *service) Describe(st *api.UnitStatus) {
 		st.Processes = append(st.Processes, api.Process{PID: s.controlPID, Command: procCommand(s.controlPID), Control: true})
 		seen[s.controlPID] = true
 	}
-	for _, pid := range s.m.sessionMembers(s.sessions) {
+	if s.cgroup != "" {
+		st.ControlGroup = s.m.cgroups.Name(s.cgroup)
+		stats := s.m.cgroups.Stats(s.cgroup)
+		st.MemoryCurrent, st.MemoryPeak, st.TasksCurrent, st.CPUUsageNSec = stats.MemoryCurrent, stats.MemoryPeak, stats.TasksCurrent, stats.CPUUsageNSec
+	}
+	for _, pid := range s.members() {
 		if !seen[pid] {
 			st.Processes = append(st.Processes, api.Process{PID: pid, Command: procCommand(pid)})
 		}
 	}
 }
 
+// members lists the unit's live processes: its cgroup's, or without one
+// the members of the sessions it started.
+func (s *service) members() []int {
+	if s.cgroup != "" {
+		pids, _ := s.m.cgroups.Procs(s.cgroup)
+		return pids
+	}
+	return s.m.sessionMembers(s.sessions)
+}
+
 func (s *service) Properties() []api.Property {
 	p := func(k, v string) api.Property { return api.Property{Name: k, Value: v} }
-	return []api.Property{
+	props := s.cgroupProperties()
+	return append(props, []api.Property{
 		p("Type", string(s.cfg.Type)),
 		p("Restart", string(s.cfg.Restart)),
 		p("MainPID", strconv.Itoa(s.mainPID)),
@@ -901,6 +1067,29 @@ func (s *service) Properties() []api.Property {
 		p("TimeoutStartUSec", unitfile.FormatDuration(s.cfg.TimeoutStart)),
 		p("TimeoutStopUSec", unitfile.FormatDuration(s.cfg.TimeoutStop)),
 		p("RestartUSec", unitfile.FormatDuration(s.cfg.RestartSec)),
+	}...)
+}
+
+// cgroupProperties are the accounting properties, as systemd names them.
+func (s *service) cgroupProperties() []api.Property {
+	if s.cgroup == "" {
+		return []api.Property{{Name: "ControlGroup", Value: ""}}
+	}
+	stats := s.m.cgroups.Stats(s.cgroup)
+	num := func(v *uint64) string {
+		if v == nil {
+			return "[not set]"
+		}
+		return strconv.FormatUint(*v, 10)
+	}
+	return []api.Property{
+		{Name: "ControlGroup", Value: s.m.cgroups.Name(s.cgroup)},
+		{Name: "MemoryCurrent", Value: num(stats.MemoryCurrent)},
+		{Name: "MemoryPeak", Value: num(stats.MemoryPeak)},
+		{Name: "TasksCurrent", Value: num(stats.TasksCurrent)},
+		{Name: "CPUUsageNSec", Value: num(stats.CPUUsageNSec)},
+		{Name: "IOReadBytes", Value: num(stats.IOReadBytes)},
+		{Name: "IOWriteBytes", Value: num(stats.IOWriteBytes)},
 	}
 }
 

@@ -2,12 +2,17 @@ package units
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
+	"vigil/observer"
+	"vigil/observer/cgroupevents"
+	"vigil/units/cgroup"
 	"vigil/units/exec"
 	"vigil/units/unitfile"
 )
@@ -343,4 +348,147 @@ func procCommand(pid int) string {
 		return ""
 	}
 	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
+}
+
+// setupCgroups decides whether units get cgroups: the tree given in the
+// options, else the whole hierarchy when the manager is PID 1. A PID 1
+// without a usable cgroup2 hierarchy boots anyway, with one warning.
+func (m *Manager) setupCgroups() error {
+	tree := m.opts.Cgroups
+	if tree == nil && !m.opts.NoCgroups && os.Getpid() == 1 {
+		t, err := cgroup.ForPID1()
+		if err != nil {
+			m.consoleLine(consoleWarn, "Running without cgroups: %v", err)
+			m.logf("running without cgroups: %v", err)
+			return nil
+		}
+		tree = t
+	}
+	if tree == nil || m.opts.NoCgroups {
+		return nil
+	}
+	w, err := cgroupevents.Start(m.loop)
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	m.cgroups = tree
+	m.cgroupEvents = w
+	m.machine = cgroup.ReadMachine()
+	if !tree.HasKill() {
+		m.logf("cgroup.kill is missing (kernel before 5.14): stopping units signals their processes one by one")
+	}
+	return nil
+}
+
+// Cgroups is the tree units are placed in, nil without cgroups.
+func (m *Manager) Cgroups() *cgroup.Tree { return m.cgroups }
+
+// resources is a unit's [resources] section, never nil.
+func (u *Unit) resources() *unitfile.ResourcesSection {
+	if u.cfg != nil && u.cfg.Resources != nil {
+		return u.cfg.Resources
+	}
+	return &unitfile.ResourcesSection{}
+}
+
+// cgroupPath is where u's cgroup goes, relative to the tree.
+func (m *Manager) cgroupPath(u *Unit) (string, error) {
+	return cgroup.UnitPath(u.Name, u.resources().Slice)
+}
+
+// applyCgroup creates u's cgroup at rel, with the slices above it, and
+// writes the resource settings of the slices (from their unit files, if
+// any) and of u. What the kernel cannot do comes back as warnings.
+func (m *Manager) applyCgroup(u *Unit, rel string) ([]string, error) {
+	var warnings []string
+	slice := u.resources().Slice
+	if slice == "" {
+		slice = cgroup.SystemSlice
+	}
+	if slice != cgroup.RootSlice && !strings.HasSuffix(u.Name, ".slice") {
+		for _, sl := range append(cgroup.ParentSlices(slice), slice) {
+			dir, err := cgroup.SlicePath(sl)
+			if err != nil {
+				return warnings, err
+			}
+			su := m.units[sl]
+			if su == nil || su.cfg == nil || su.cfg.Resources == nil {
+				if err := m.cgroups.Ensure(dir); err != nil {
+					return warnings, err
+				}
+				continue
+			}
+			w, err := m.applyResources(su, dir)
+			if err != nil {
+				return warnings, err
+			}
+			for _, x := range w {
+				warnings = append(warnings, sl+": "+x)
+			}
+		}
+	}
+	w, err := m.applyResources(u, rel)
+	return append(warnings, w...), err
+}
+
+func (m *Manager) applyResources(u *Unit, rel string) ([]string, error) {
+	res := u.resources()
+	settings, warnings := cgroup.Settings(res, m.machine)
+	w, err := m.cgroups.Apply(rel, settings, res.Delegate)
+	warnings = append(warnings, w...)
+	if err == nil && res.Delegate.Enabled {
+		if ec := u.execContext(); ec != nil && ec.User != "" {
+			if uid, gid, _, _, lerr := exec.LookupUser(ec.User); lerr == nil {
+				if cerr := m.cgroups.Chown(rel, int(uid), int(gid)); cerr != nil {
+					warnings = append(warnings, cerr.Error())
+				}
+			}
+		}
+	}
+	return warnings, err
+}
+
+// cgroupListener is a behaviour that wants its cgroup's events.
+type cgroupListener interface {
+	cgroupEvent(ev *observer.Event)
+}
+
+func (m *Manager) onCgroupEvent(ev *observer.Event) {
+	u := m.units[ev.Attr("unit")]
+	if u == nil {
+		return
+	}
+	if l, ok := u.behaviour.(cgroupListener); ok {
+		l.cgroupEvent(ev)
+	}
+}
+
+// spawnInCgroup starts spec inside the group rel: born there through
+// clone3 when the kernel can, else moved there right after the fork (and
+// said so in the unit's log, since a child forked in between escapes).
+func (m *Manager) spawnInCgroup(u *Unit, spec *exec.Spec, rel string) (*exec.Started, error) {
+	if rel == "" || m.cgroups == nil {
+		return m.opts.Spawner.Spawn(spec)
+	}
+	fd, err := m.cgroups.OpenFD(rel)
+	if err != nil {
+		return nil, err
+	}
+	spec.CgroupFD = fd
+	started, err := m.opts.Spawner.Spawn(spec)
+	spec.CgroupFD = 0
+	syscall.Close(fd)
+	var ee *exec.ExecError
+	if err == nil || !errors.As(err, &ee) || ee.Step != exec.StepCgroup {
+		return started, err
+	}
+	u.Logf("Could not start the process inside its cgroup (%v); starting it outside and moving it in.", err)
+	started, err = m.opts.Spawner.Spawn(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.cgroups.Move(rel, started.PID); err != nil {
+		u.Logf("Could not move process %d into cgroup %s: %v", started.PID, rel, err)
+	}
+	return started, nil
 }

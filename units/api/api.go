@@ -30,6 +30,7 @@ const (
 	MethodObserve      = "observe"       // ObserveArgs -> none; progress: ObservedEvent
 	MethodObservers    = "observers"     // none -> ObserversResult
 	MethodPing         = "ping"          // none -> Version
+	MethodSetProperty  = "set-property"  // SetPropertyArgs -> SetPropertyResult
 )
 
 // Job types, as systemd names them.
@@ -310,4 +311,22 @@ type Version struct {
 	Version string `json:"version"`
 	PID     int    `json:"pid"`
 	PID1    bool   `json:"pid1"`
+}
+
+// SetPropertyArgs changes resource settings of a unit while it runs
+// (`initctl set-property UNIT KEY=VALUE...`). Keys are those of the
+// unit's [resources] section ("memory-max=64M", "cpu-weight=200"). The
+// change is kept in a drop-in, 50-set-property.toml: under the unit
+// directory in /etc, or with Runtime under /run until the next boot.
+type SetPropertyArgs struct {
+	Unit       string   `json:"unit"`
+	Properties []string `json:"properties"`
+	Runtime    bool     `json:"runtime,omitempty"`
+}
+
+// SetPropertyResult says where the change was kept and what the kernel
+// could not apply.
+type SetPropertyResult struct {
+	DropIn   string   `json:"drop_in"`
+	Warnings []string `json:"warnings,omitempty"`
 }

@@ -1,0 +1,236 @@
+package pid1
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"vigil/initramfs"
+	"vigil/qemu"
+)
+
+// The guest's cgroup2 tree is pure and has every controller, so the
+// limits that the host cannot show are shown here, in one boot: the
+// script runs each scenario and prints "CASE name ok" or "CASE name FAIL
+// why"; each becomes a subtest.
+const cgroupGuestUnits = `
+bomb.service=[unit]
+description = "Fork bomb"
+[service]
+# The loops fork until pids.max refuses, die of it, and are replaced by
+# their siblings; the main process is a sleep, so the unit stays up.
+exec-start = ["/bin/sh", "-c", "b() { while :; do b & done; }; b 2>/dev/null & exec sleep 100000"]
+timeout-stop = "5s"
+[resources]
+tasks-max = 50
+
+hog.service=[unit]
+description = "Memory hog"
+[service]
+exec-start = ["/bin/sh", "-c", "x=0123456789abcdef; while :; do x=\"$x$x\"; done"]
+[resources]
+memory-max = "32M"
+memory-swap-max = 0
+
+light.service=[service]
+exec-start = ["/bin/sh", "-c", "while :; do :; done"]
+[resources]
+cpu-weight = 100
+allowed-cpus = "0"
+
+heavy.service=[service]
+exec-start = ["/bin/sh", "-c", "while :; do :; done"]
+[resources]
+cpu-weight = 300
+allowed-cpus = "0"
+
+app.slice=[unit]
+description = "Application slice"
+[resources]
+memory-max = "200M"
+
+db.service=[service]
+exec-start = "/bin/sleep 7001"
+[resources]
+slice = "app-db.slice"
+
+web.service=[service]
+exec-start = "/bin/sleep 7002"
+[resources]
+slice = "app.slice"
+
+svc.service=[service]
+exec-start = "/bin/sleep 7003"
+[resources]
+memory-max = "100M"
+
+daemon.service=[service]
+type = "forking"
+exec-start = ["/bin/sh", "-c", "setsid /bin/sh -c 'trap \"\" TERM; sleep 7004 & while :; do sleep 0.2; done' </dev/null >/dev/null 2>&1 & exit 0"]
+timeout-stop = "1s"
+`
+
+const cgroupGuestScript = `
+cg=/sys/fs/cgroup
+ok() { echo "CASE $1 ok"; }
+bad() { echo "CASE $1 FAIL $2"; }
+centis() { read u rest < /proc/uptime; echo "${u%.*}${u#*.}"; }
+# procs_with PATTERN counts processes whose command line matches; write
+# the pattern so that it does not match itself (700[4]).
+procs_with() { grep -l "$1" /proc/[0-9]*/cmdline 2>/dev/null | wc -l; }
+
+echo "controllers: $(cat $cg/cgroup.controllers)"
+echo "pid1: $(cat /proc/1/cgroup)"
+
+# --- tree: slices nested by name, unit groups where they belong
+initctl start db.service web.service
+if test -d $cg/app.slice/app-db.slice/db.service && test -d $cg/app.slice/web.service \
+   && test "$(cat $cg/app.slice/memory.max)" = 209715200 \
+   && grep -q "^0::/app.slice/app-db.slice/db.service$" /proc/$(initctl show db.service -p MainPID --value)/cgroup \
+   && test -d $cg/system.slice/vigil-vm-script.service; then ok tree
+else bad tree "$(cd $cg && find . -type d -name '*.s*' | sort | tr '\n' ' ') app.slice memory.max=$(cat $cg/app.slice/memory.max)"; fi
+initctl stop db.service web.service
+if test ! -e $cg/app.slice/app-db.slice/db.service; then ok tree-removed; else bad tree-removed "db.service group left"; fi
+
+# --- fork bomb: tasks-max holds it, PID 1 still answers at once
+initctl start bomb.service
+sleep 3
+t0=$(centis)
+initctl status bomb.service > /tmp/bomb-status
+rc=$?
+t1=$(centis)
+took=$((t1 - t0))
+cur=$(cat $cg/system.slice/bomb.service/pids.current)
+hits=$(sed -n 's/^max //p' $cg/system.slice/bomb.service/pids.events)
+echo "bomb: pids.current=$cur pids.events max=$hits status took ${took}0ms rc=$rc"
+if test "$cur" -le 50 && test "$hits" -gt 0 && test "$took" -le 100 && grep -q "Tasks:" /tmp/bomb-status; then ok bomb
+else bad bomb "pids.current=$cur max-events=$hits status-took=${took}0ms rc=$rc $(tr '\n' '|' < /tmp/bomb-status)"; fi
+initctl stop bomb.service
+if test ! -e $cg/system.slice/bomb.service; then ok bomb-stopped; else bad bomb-stopped "$(cat $cg/system.slice/bomb.service/cgroup.procs | wc -l) processes left"; fi
+
+# --- memory hog: OOM-killed, unit failed with result oom-kill
+initctl start hog.service
+for i in $(seq 1 100); do
+	test "$(initctl is-active hog.service)" = failed && break
+	sleep 0.1
+done
+state=$(initctl is-active hog.service)
+result=$(initctl show hog.service -p Result --value)
+oomlog=$(initctl logs hog.service | grep -c "killed by the OOM killer")
+echo "hog: state=$state result=$result log lines about the OOM kill: $oomlog"
+if test "$state" = failed && test "$result" = oom-kill && test "$oomlog" -ge 1; then ok oom; else bad oom "state=$state result=$result oom-log=$oomlog"; fi
+initctl reset-failed hog.service
+
+# --- cpu-weight: two busy units on one CPU share it 1:3
+initctl start light.service heavy.service
+sleep 1
+l0=$(sed -n 's/^usage_usec //p' $cg/system.slice/light.service/cpu.stat)
+h0=$(sed -n 's/^usage_usec //p' $cg/system.slice/heavy.service/cpu.stat)
+sleep 4
+l1=$(sed -n 's/^usage_usec //p' $cg/system.slice/light.service/cpu.stat)
+h1=$(sed -n 's/^usage_usec //p' $cg/system.slice/heavy.service/cpu.stat)
+initctl stop light.service heavy.service
+dl=$((l1 - l0)); dh=$((h1 - h0))
+# ratio in percent of the configured 3: 100 is exact
+ratio=$((dh * 100 / (dl * 3)))
+echo "cpu: light=${dl}us heavy=${dh}us ratio=${ratio}% of 3:1"
+if test "$dl" -gt 0 && test "$ratio" -ge 80 && test "$ratio" -le 120; then ok cpu-weight; else bad cpu-weight "light=${dl}us heavy=${dh}us ratio=${ratio}%"; fi
+
+# --- set-property on a running unit
+initctl start svc.service
+before=$(cat $cg/system.slice/svc.service/memory.max)
+initctl set-property svc.service memory-max=48M
+after=$(cat $cg/system.slice/svc.service/memory.max)
+pid=$(initctl show svc.service -p MainPID --value)
+echo "set-property: memory.max $before -> $after, drop-in: $(cat /etc/vigil/units/svc.service.d/50-set-property.toml | tr '\n' '|')"
+if test "$before" = 104857600 && test "$after" = 50331648 && test "$(initctl is-active svc.service)" = active \
+   && test "$(initctl show svc.service -p MainPID --value)" = "$pid" \
+   && grep -q 'memory-max = "48M"' /etc/vigil/units/svc.service.d/50-set-property.toml; then ok set-property
+else bad set-property "memory.max $before -> $after"; fi
+initctl stop svc.service
+
+# --- a detached, TERM-ignoring daemon is gone after stop
+initctl start daemon.service
+sleep 1
+n0=$(procs_with '700[4]')
+initctl stop daemon.service
+n1=$(procs_with '700[4]')
+left=$(procs_with 'sleep 0[.]2')
+echo "daemon: before stop $n0, after $n1, shells left $left"
+if test "$n0" -ge 2 && test "$n1" = 0 && test "$left" = 0; then ok daemon-killed; else bad daemon-killed "before=$n0 after=$n1 shells=$left"; fi
+
+# --- accounting in status
+initctl start svc.service
+initctl status svc.service | tee /tmp/svc-status
+if grep -q "Memory:" /tmp/svc-status && grep -q "CGroup: /system.slice/svc.service" /tmp/svc-status; then ok status-accounting
+else bad status-accounting "$(tr '\n' '|' < /tmp/svc-status)"; fi
+initctl top -n 1
+initctl stop svc.service
+true
+`
+
+// parseUnitBlocks splits "name=content" blocks separated by blank lines
+// that start with a unit name.
+func parseUnitBlocks(text string) map[string]string {
+	units := map[string]string{}
+	var name string
+	var body []string
+	flush := func() {
+		if name != "" {
+			units[name] = strings.Join(body, "\n") + "\n"
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && (strings.HasSuffix(k, ".service") || strings.HasSuffix(k, ".slice")) && !strings.Contains(k, " ") {
+			flush()
+			name, body = k, []string{v}
+			continue
+		}
+		body = append(body, line)
+	}
+	flush()
+	return units
+}
+
+func TestCgroupsInGuest(t *testing.T) {
+	skipWithoutVM(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	res, err := qemu.RunScript(ctx, qemu.RunConfig{
+		Image:   initramfs.Spec{UnitDirs: []string{writeUnits(t, parseUnitBlocks(cgroupGuestUnits))}},
+		Script:  cgroupGuestScript,
+		Boot:    qemu.Config{SMP: 2, MemoryMB: 1024},
+		Timeout: 5 * time.Minute,
+	})
+	if err != nil {
+		console := ""
+		if res != nil {
+			console = res.Console
+		}
+		t.Fatalf("guest run: %v\n%s", err, console)
+	}
+	out := strings.Join(res.ScriptOutput, "\n")
+	t.Logf("script output:\n%s", out)
+	cases := map[string]string{}
+	for _, line := range res.ScriptOutput {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "CASE "); ok {
+			name, verdict, _ := strings.Cut(rest, " ")
+			cases[name] = verdict
+		}
+	}
+	for _, name := range []string{"tree", "tree-removed", "bomb", "bomb-stopped", "oom", "cpu-weight", "set-property", "daemon-killed", "status-accounting"} {
+		t.Run(name, func(t *testing.T) {
+			v, ok := cases[name]
+			if !ok {
+				t.Fatalf("the script never reported %s", name)
+			}
+			if v != "ok" {
+				t.Fatal(v)
+			}
+		})
+	}
+	if !res.Clean {
+		t.Errorf("shutdown unclean: %s", res.UncleanReason)
+	}
+}
