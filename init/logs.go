@@ -24,7 +24,7 @@ type logStore struct {
 func openLogStore(dir string, console io.Writer) (*logStore, error) {
 	var warn error
 	s := &logStore{console: console, echo: map[int]int{}}
-	st, err := logs.Open(dir, logs.Options{Warn: func(err error) { warn = err }, Echo: s.echoLine})
+	st, err := logs.Open(dir, logs.Options{Warn: func(err error) { warn = err }, Echo: s.echoLine, FollowBuffer: 4096})
 	if err != nil {
 		return nil, err
 	}

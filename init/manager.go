@@ -6,8 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"vigil/observer"
 	"vigil/observer/control"
@@ -84,6 +87,9 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	if logf == nil {
 		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "vigil: "+format+"\n", args...) }
 	}
+	if err := closeInheritedOnExec(); err != nil {
+		logf("cannot keep inherited file descriptors from units: %v", err)
+	}
 	// The manager's life is its own: the caller's ctx ends it through Run,
 	// with an ordered stop, not by pulling the loop away.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -136,6 +142,36 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	vm.control = srv
 	vm.loop.Do(vm.boot)
 	return vm, nil
+}
+
+// closeRangeCloexec is CLOSE_RANGE_CLOEXEC of close_range(2) (Linux 5.11).
+const closeRangeCloexec = 1 << 2
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec.
+// A manager started from a shell or a test harness inherits whatever its
+// parent leaked (pipes, terminals); units must get only what the unit says,
+// and a leaked pipe held open by a daemon would keep its reader waiting
+// forever. The manager's own descriptors are close-on-exec already (Go
+// opens them so), which leaves exactly the inherited ones.
+func closeInheritedOnExec() error {
+	if err := unix.CloseRange(3, ^uint(0), closeRangeCloexec); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list open descriptors: %w", err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		// The directory's own descriptor is gone by now: EBADF is fine.
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil && err != unix.EBADF {
+			return fmt.Errorf("descriptor %d: %w", fd, err)
+		}
+	}
+	return nil
 }
 
 // Units gives the unit manager; use it only on the loop goroutine.

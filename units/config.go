@@ -215,7 +215,7 @@ func (m *Manager) LoadUnit(name string) (*Unit, error) {
 	}
 	n, err := unitfile.ParseName(name)
 	if err != nil {
-		return nil, fmt.Errorf("invalid unit name %q: %w", name, err)
+		return nil, err // ParseName names the unit and the reason
 	}
 	if n.IsTemplate {
 		return nil, fmt.Errorf("unit %s is a template: name an instance (%s)", name, n.WithInstance("NAME"))

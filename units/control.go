@@ -199,13 +199,38 @@ func decodeOr(req Request, v any) bool {
 	return true
 }
 
+// failWith answers a request with err. A unit that does not exist gets
+// ErrNotFound and systemd's words for it, so that the client can print
+// what systemctl prints and choose systemctl's exit status per command.
 func failWith(req Request, err error) {
 	var nf *NotFoundError
 	if errors.As(err, &nf) {
-		req.Fail(api.ErrNotFound, "%v", err)
+		req.Fail(api.ErrNotFound, "Unit %s not found.", nf.Name)
+		return
+	}
+	var nl *notLoadedError
+	if errors.As(err, &nl) {
+		req.Fail(api.ErrNotFound, "Unit %s not loaded.", nl.name)
 		return
 	}
 	req.Fail(api.ErrGeneric, "%v", err)
+}
+
+// notLoadedError is an operation on a unit that only exists as a name: no
+// unit file, nothing running. systemd answers such a stop, kill or
+// reset-failed with "Unit NAME not loaded."
+type notLoadedError struct{ name string }
+
+func (e *notLoadedError) Error() string { return fmt.Sprintf("unit %s not loaded", e.name) }
+
+// loadedUnit returns the unit called name unless it is only a name: not
+// found on disk, inactive and without a job.
+func (m *Manager) loadedUnit(name string) (*Unit, error) {
+	u := m.units[name]
+	if u == nil || (u.LoadState == LoadNotFound && u.active.IsInactiveOrFailed() && u.job == nil) {
+		return nil, &notLoadedError{name: name}
+	}
+	return u, nil
 }
 
 // SetShutdown installs what shutdown requests do.
@@ -364,6 +389,13 @@ func (m *Manager) UnitFileState(name string) string {
 func (m *Manager) EnableDisable(enable bool, names []string) (api.Changes, error) {
 	var res api.Changes
 	for _, name := range names {
+		// Enabling or disabling a name without a unit file is a typo
+		// more often than not: say so, as systemctl does.
+		if u, err := m.LoadUnit(name); err != nil {
+			return res, err
+		} else if u.LoadState == LoadNotFound {
+			return res, &NotFoundError{Name: name}
+		}
 		var changes []unitfile.Change
 		var err error
 		if enable {
@@ -388,9 +420,9 @@ func (m *Manager) ResetFailed(names []string) error {
 	if len(names) > 0 {
 		units = units[:0]
 		for _, n := range names {
-			u := m.units[n]
-			if u == nil {
-				return &NotFoundError{Name: n}
+			u, err := m.loadedUnit(n)
+			if err != nil {
+				return err
 			}
 			units = append(units, u)
 		}
@@ -407,9 +439,9 @@ func (m *Manager) ResetFailed(names []string) error {
 
 // Kill signals a unit's processes.
 func (m *Manager) Kill(args api.KillArgs) error {
-	u := m.units[args.Unit]
-	if u == nil {
-		return &NotFoundError{Name: args.Unit}
+	u, err := m.loadedUnit(args.Unit)
+	if err != nil {
+		return err
 	}
 	sig := syscall.SIGTERM
 	if args.Signal != "" {
@@ -437,6 +469,14 @@ func (m *Manager) handleJob(req Request, args api.JobArgs) {
 		if err != nil {
 			failWith(req, err)
 			return
+		}
+		if args.Type == api.JobStop {
+			// Stopping what does not exist is an error in systemd, not
+			// a no-op: the name is probably mistyped.
+			if _, err := m.loadedUnit(name); err != nil {
+				failWith(req, err)
+				return
+			}
 		}
 		if u.cfg != nil && args.Type == api.JobStart && u.cfg.Unit.RefuseManualStart {
 			req.Fail(api.ErrGeneric, "operation refused, unit %s may be requested by dependency only", name)
@@ -503,19 +543,31 @@ func (m *Manager) handleLogs(req Request, args api.LogsArgs) {
 			return
 		}
 	}
+	// No count: everything a unit's log holds, as journalctl -u shows;
+	// the merged log of every unit is cut to its latest lines so that one
+	// answer stays a reasonable frame.
 	n := args.Lines
-	if n == 0 {
-		n = 100
+	switch {
+	case n == 0 && args.Unit == "":
+		n = 1000
+	case n == 0 && args.Follow:
+		n = 10
 	}
-	lines := m.logReader.Tail(args.Unit, n, args.Since)
 	if !args.Follow {
-		req.Reply(lines)
+		req.Reply(m.logReader.Tail(args.Unit, n, args.Since))
 		return
 	}
-	for _, l := range lines {
+	// Units write to the log store from their own goroutines, so a line
+	// may land between reading the backlog and subscribing. Subscribing
+	// first loses nothing; the lines both in the backlog and on the
+	// channel are then skipped once on the channel.
+	ch, cancel := m.logReader.Follow(args.Unit)
+	backlog := m.logReader.Tail(args.Unit, n, args.Since)
+	seen := make(map[api.LogLine]int, len(backlog))
+	for _, l := range backlog {
+		seen[l]++
 		req.Progress(l)
 	}
-	ch, cancel := m.logReader.Follow(args.Unit)
 	go func() {
 		defer cancel()
 		for {
@@ -524,6 +576,12 @@ func (m *Manager) handleLogs(req Request, args api.LogsArgs) {
 				if !ok {
 					req.Reply([]api.LogLine{})
 					return
+				}
+				if seen[l] > 0 {
+					if seen[l]--; seen[l] == 0 {
+						delete(seen, l)
+					}
+					continue
 				}
 				req.Progress(l)
 			case <-req.Done():

@@ -179,7 +179,7 @@ func (m *Manager) runJob(j *Job) {
 		}
 		m.checkJob(u)
 	case api.JobRestart, api.JobTryRestart:
-		if j.Type == api.JobTryRestart && !u.active.IsActiveOrReloading() && u.active != StateActivating {
+		if j.Type == api.JobTryRestart && j.phase == "" && !u.active.IsActiveOrReloading() && u.active != StateActivating {
 			m.finishJob(j, api.ResultDone, "")
 			return
 		}

@@ -657,7 +657,8 @@ func (s *service) killTargets(final bool) []int {
 	mode := s.cfg.KillMode
 	var pids []int
 	add := func(pid int) {
-		if pid > 0 {
+		// Negative: a whole process group.
+		if pid != 0 {
 			for _, p := range pids {
 				if p == pid {
 					return

@@ -105,7 +105,8 @@ func TestJobsWaitAndReport(t *testing.T) {
 		t.Fatalf("dependency failure: exit %d, stderr %q", code, errOut)
 	}
 	_, errOut, code = m.runCLI("stop", "nope.service")
-	if code != exitNoSuchUnit || errOut != "Failed to stop nope.service: Unit nope.service not found.\n" {
+	// systemctl: a job on a unit that does not exist exits 5.
+	if code != exitNotInstalled || errOut != "Failed to stop nope.service: Unit nope.service not found.\n" {
 		t.Fatalf("stop unknown: exit %d, stderr %q", code, errOut)
 	}
 	if _, _, code = m.runCLI("start", "--no-block", "--job-mode=fail", "slow.service"); code != 0 {

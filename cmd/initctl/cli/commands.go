@@ -14,7 +14,7 @@ func commands() []*command {
 		{Long: "job-mode", Value: "MODE", Help: "replace (default), fail, isolate, ignore-dependencies, ignore-requirements, replace-irreversibly"},
 	}
 	job := func(name, jobType, summary string) *command {
-		return &command{Name: name, Args: "UNIT...", Summary: summary, Flags: jobFlags, MinArgs: 1, MaxArgs: -1,
+		return &command{Name: name, UnitSuffix: ".service", Args: "UNIT...", Summary: summary, Flags: jobFlags, MinArgs: 1, MaxArgs: -1,
 			Run: func(e *env, p *parsed) int { return e.runJob(p, name, jobType) }}
 	}
 	return []*command{
@@ -25,49 +25,49 @@ func commands() []*command {
 				{Long: "failed", Help: "same as --state=failed"},
 				{Long: "all", Short: 'a', Help: "also show inactive units"},
 			}, MaxArgs: -1, Run: (*env).runList},
-		{Name: "status", Args: "[UNIT...]", Summary: "Show runtime status of units",
+		{Name: "status", UnitSuffix: ".service", Args: "[UNIT...]", Summary: "Show runtime status of units",
 			Flags:   []flagSpec{{Long: "lines", Short: 'n', Value: "N", Help: "number of log lines to show (default 10)"}},
 			MaxArgs: -1, Run: (*env).runStatus},
-		{Name: "show", Args: "[UNIT...]", Summary: "Show properties of units (or of the manager) as KEY=VALUE",
+		{Name: "show", UnitSuffix: ".service", Args: "[UNIT...]", Summary: "Show properties of units (or of the manager) as KEY=VALUE",
 			Flags: []flagSpec{
 				{Long: "property", Short: 'p', Value: "NAME", Repeat: true, Help: "only these properties (comma-separated or repeated)"},
 				{Long: "value", Help: "print only the values"},
 				{Long: "all", Short: 'a', Help: "also show empty properties"},
 			}, MaxArgs: -1, Run: (*env).runShow},
-		{Name: "cat", Args: "UNIT...", Summary: "Show unit files and drop-ins as they are on disk", MinArgs: 1, MaxArgs: -1, Run: (*env).runCat},
+		{Name: "cat", UnitSuffix: ".service", Args: "UNIT...", Summary: "Show unit files and drop-ins as they are on disk", MinArgs: 1, MaxArgs: -1, Run: (*env).runCat},
 		job("start", api.JobStart, "Start (activate) units"),
 		job("stop", api.JobStop, "Stop (deactivate) units"),
 		job("restart", api.JobRestart, "Restart units"),
 		job("reload", api.JobReload, "Reload units' configuration"),
 		job("try-restart", api.JobTryRestart, "Restart units that are running"),
 		job("reload-or-restart", api.JobReloadOrRestart, "Reload units if they support it, else restart them"),
-		{Name: "isolate", Args: "UNIT", Summary: "Start a unit and stop every unit it does not pull in", Flags: jobFlags[:1], MinArgs: 1, MaxArgs: 1,
+		{Name: "isolate", UnitSuffix: ".target", Args: "UNIT", Summary: "Start a unit and stop every unit it does not pull in", Flags: jobFlags[:1], MinArgs: 1, MaxArgs: 1,
 			Run: func(e *env, p *parsed) int { return e.runJob(p, "isolate", api.JobStart) }},
-		{Name: "kill", Args: "UNIT...", Summary: "Send a signal to units' processes",
+		{Name: "kill", UnitSuffix: ".service", Args: "UNIT...", Summary: "Send a signal to units' processes",
 			Flags: []flagSpec{
 				{Long: "signal", Short: 's', Value: "SIGNAL", Help: "signal to send (default SIGTERM)"},
 				{Long: "kill-whom", Value: "WHOM", Help: "main, control or all (default)"},
 				{Long: "kill-who", Value: "WHOM", Help: "old spelling of --kill-whom"},
 			}, MinArgs: 1, MaxArgs: -1, Run: (*env).runKill},
-		{Name: "is-active", Args: "UNIT...", Summary: "Print units' active states; exit 0 if at least one is active, else 3", MinArgs: 1, MaxArgs: -1,
+		{Name: "is-active", UnitSuffix: ".service", Args: "UNIT...", Summary: "Print units' active states; exit 0 if at least one is active, else 3", MinArgs: 1, MaxArgs: -1,
 			Run: func(e *env, p *parsed) int { return e.runIs(p, api.MethodIsActive) }},
-		{Name: "is-failed", Args: "UNIT...", Summary: "Print units' active states; exit 0 if at least one has failed, else 1", MinArgs: 1, MaxArgs: -1,
+		{Name: "is-failed", UnitSuffix: ".service", Args: "UNIT...", Summary: "Print units' active states; exit 0 if at least one has failed, else 1", MinArgs: 1, MaxArgs: -1,
 			Run: func(e *env, p *parsed) int { return e.runIs(p, api.MethodIsFailed) }},
-		{Name: "is-enabled", Args: "UNIT...", Summary: "Print units' enablement; exit 0 if at least one is enabled, else 1", MinArgs: 1, MaxArgs: -1,
+		{Name: "is-enabled", UnitSuffix: ".service", Args: "UNIT...", Summary: "Print units' enablement; exit 0 if at least one is enabled, else 1", MinArgs: 1, MaxArgs: -1,
 			Run: func(e *env, p *parsed) int { return e.runIs(p, api.MethodIsEnabled) }},
-		{Name: "reset-failed", Args: "[UNIT...]", Summary: "Forget failed states (of all units when none is named)", MaxArgs: -1, Run: (*env).runResetFailed},
-		{Name: "enable", Args: "UNIT...", Summary: "Enable units: create the links their [install] section asks for",
+		{Name: "reset-failed", UnitSuffix: ".service", Args: "[UNIT...]", Summary: "Forget failed states (of all units when none is named)", MaxArgs: -1, Run: (*env).runResetFailed},
+		{Name: "enable", UnitSuffix: ".service", Args: "UNIT...", Summary: "Enable units: create the links their [install] section asks for",
 			Flags:   []flagSpec{{Long: "now", Help: "also start the units"}, {Long: "runtime", Help: "only until the next reboot (under /run)"}},
 			MinArgs: 1, MaxArgs: -1, Run: func(e *env, p *parsed) int { return e.runEnable(p, api.MethodEnable) }},
-		{Name: "disable", Args: "UNIT...", Summary: "Disable units: remove their links",
+		{Name: "disable", UnitSuffix: ".service", Args: "UNIT...", Summary: "Disable units: remove their links",
 			Flags:   []flagSpec{{Long: "now", Help: "also stop the units"}, {Long: "runtime", Help: "only the links under /run"}},
 			MinArgs: 1, MaxArgs: -1, Run: func(e *env, p *parsed) int { return e.runEnable(p, api.MethodDisable) }},
 		{Name: "check", Args: "FILE...", Summary: "Check unit files for errors without running anything (works offline)", MinArgs: 1, MaxArgs: -1, Run: (*env).runCheck},
 		{Name: "daemon-reload", Summary: "Re-read unit files; running units keep running", MaxArgs: 0, Run: (*env).runDaemonReload},
 		{Name: "list-jobs", Args: "", Summary: "List jobs that are queued or running", MaxArgs: 0, Run: (*env).runListJobs},
-		{Name: "logs", Args: "[UNIT]", Summary: "Show units' captured output",
+		{Name: "logs", UnitSuffix: ".service", Args: "[UNIT]", Summary: "Show units' captured output",
 			Flags: []flagSpec{
-				{Long: "lines", Short: 'n', Value: "N", Help: "show the last N lines (default 10 with -f, all otherwise)"},
+				{Long: "lines", Short: 'n', Value: "N", Help: "show the last N lines (default: 10 with -f; else all of a unit's, the last 1000 of all units)"},
 				{Long: "follow", Short: 'f', Help: "keep printing new lines"},
 				{Long: "since", Short: 'S', Value: "TIME", Help: `only lines since TIME: RFC 3339, "2024-01-02 15:04", "10min ago", "today", "yesterday"`},
 				{Long: "unit", Short: 'u', Value: "UNIT", Help: "the unit (same as the argument)"},
@@ -81,6 +81,7 @@ func commands() []*command {
 		{Name: "emit", Args: "NAME [KEY=VALUE...]", Summary: "Inject a custom event into the observer", MinArgs: 1, MaxArgs: -1, Run: (*env).runEmit},
 		{Name: "observe", Aliases: []string{"monitor"}, Args: "[FILTER...]", Summary: "Print live events, as udevadm monitor does (e.g. source=uevent SUBSYSTEM=block)", MaxArgs: -1, Run: (*env).runObserve},
 		{Name: "observers", Summary: "List observers and sources with their event and drop counts", MaxArgs: 0, Run: (*env).runObservers},
+		topCommand(), setPropertyCommand(),
 		{Name: "version", Aliases: []string{"ping"}, Summary: "Show the manager's version", MaxArgs: 0, Run: (*env).runVersion},
 	}
 }
@@ -235,6 +236,11 @@ func (e *env) runCat(p *parsed) int {
 	for i, u := range p.args {
 		var res api.CatResult
 		if err := e.call(api.MethodCat, api.UnitArgs{Unit: u}, &res, nil); err != nil {
+			if notFound(err) {
+				fmt.Fprintf(e.stderr, "No files found for %s.\n", u)
+				status = exitFailure
+				continue
+			}
 			status = e.fail("cat "+u, err)
 			continue
 		}
@@ -318,12 +324,19 @@ func isExit(method string, states []string) int {
 	if method == api.MethodIsActive {
 		return exitNotRunning
 	}
+	if method == api.MethodIsEnabled {
+		for _, s := range states {
+			if s == "not-found" {
+				return exitNoSuchUnit
+			}
+		}
+	}
 	return exitFailure
 }
 
 func (e *env) runResetFailed(p *parsed) int {
 	if err := e.call(api.MethodResetFailed, api.UnitsArgs{Units: p.args}, nil, nil); err != nil {
-		return e.fail("reset failed units", err)
+		return e.failNotFound("reset failed state", err, exitFailure)
 	}
 	return exitOK
 }
@@ -331,7 +344,7 @@ func (e *env) runResetFailed(p *parsed) int {
 func (e *env) runEnable(p *parsed, method string) int {
 	var ch api.Changes
 	if err := e.call(method, api.UnitsArgs{Units: p.args, Runtime: p.has("runtime")}, &ch, nil); err != nil {
-		return e.fail(method+" "+strings.Join(p.args, " "), err)
+		return e.failNotFound(method+" "+strings.Join(p.args, " "), err, exitFailure)
 	}
 	if e.json {
 		e.printJSON(ch)
@@ -426,7 +439,7 @@ func (e *env) runKill(p *parsed) int {
 	status := exitOK
 	for _, u := range p.args {
 		if err := e.call(api.MethodKill, api.KillArgs{Unit: u, Signal: sig, Whom: whom}, nil, nil); err != nil {
-			status = e.fail("kill "+u, err)
+			status = e.failNotFound("kill "+u, err, exitFailure)
 		}
 	}
 	return status

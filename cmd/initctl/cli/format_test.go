@@ -282,3 +282,21 @@ func TestSpinnerOnTerminal(t *testing.T) {
 		t.Fatalf("plain progress lines on a terminal: %q", screen)
 	}
 }
+
+func TestMangleUnit(t *testing.T) {
+	for _, c := range []struct{ in, suffix, want string }{
+		{"web", ".service", "web.service"},
+		{"web.service", ".service", "web.service"},
+		{"rescue", ".target", "rescue.target"},
+		{"getty@tty1", ".service", "getty@tty1.service"},
+		{"foo.bar", ".service", "foo.bar.service"},
+		{"dev-sda.device", ".service", "dev-sda.device"},
+		{"web*", ".service", "web*"},
+		{"/home", ".service", "/home"},
+		{"", ".service", ""},
+	} {
+		if got := mangleUnit(c.in, c.suffix); got != c.want {
+			t.Errorf("mangleUnit(%q, %q) = %q, want %q", c.in, c.suffix, got, c.want)
+		}
+	}
+}

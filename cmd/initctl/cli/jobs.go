@@ -40,7 +40,7 @@ func (e *env) runJob(p *parsed, verb, jobType string) int {
 	err := e.call(api.MethodJob, args, &out, progress.frame)
 	progress.stop()
 	if err != nil {
-		return e.fail(verb+" "+strings.Join(p.args, " "), err)
+		return e.failNotFound(verb+" "+strings.Join(p.args, " "), err, exitNotInstalled)
 	}
 	if e.json {
 		e.printJSON(out)

@@ -13,6 +13,9 @@ import (
 
 func (e *env) runLogs(p *parsed) int {
 	unit := p.str("unit", "")
+	if unit != "" {
+		unit = mangleUnit(unit, ".service")
+	}
 	if len(p.args) == 1 {
 		if unit != "" && unit != p.args[0] {
 			fmt.Fprintf(e.stderr, "%s logs: two units given (%s and %s)\n", e.program, unit, p.args[0])

@@ -33,14 +33,15 @@ const SocketEnv = "VIGIL_CONTROL_SOCKET"
 
 // Exit statuses, as systemctl uses them.
 const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitUsage       = 2
-	exitNotRunning  = 3 // is-active, status: unit not active
-	exitNoSuchUnit  = 4
-	exitAccess      = 5
-	exitJobFailed   = 1 // start & co: the job failed (systemctl exits 1)
-	exitInterrupted = 130
+	exitOK           = 0
+	exitFailure      = 1
+	exitUsage        = 2
+	exitNotRunning   = 3 // is-active, status: unit not active
+	exitNoSuchUnit   = 4
+	exitAccess       = 5
+	exitNotInstalled = 5 // start & co on a unit that does not exist
+	exitJobFailed    = 1 // start & co: the job failed (systemctl exits 1)
+	exitInterrupted  = 130
 )
 
 // command is one initctl verb.
@@ -52,7 +53,11 @@ type command struct {
 	Flags   []flagSpec
 	MinArgs int
 	MaxArgs int // -1: no limit
-	Run     func(e *env, p *parsed) int
+	// UnitSuffix, if set, means the arguments are unit names and one
+	// without a type gets this one, as systemctl does: "start web" starts
+	// web.service, "isolate rescue" isolates rescue.target.
+	UnitSuffix string
+	Run        func(e *env, p *parsed) int
 }
 
 // globalFlags are accepted by every command, anywhere on the line.
@@ -233,7 +238,34 @@ func (e *env) runCommand(cmd *command, args []string) int {
 		fmt.Fprintf(e.stderr, "%s %s: too many arguments; usage: %s %s %s\n", e.program, cmd.Name, e.program, cmd.Name, cmd.Args)
 		return exitUsage
 	}
+	if cmd.UnitSuffix != "" {
+		for i, a := range p.args {
+			p.args[i] = mangleUnit(a, cmd.UnitSuffix)
+		}
+	}
 	return cmd.Run(e, p)
+}
+
+// isUnitType reports whether s is the type part of a unit name.
+func isUnitType(s string) bool {
+	switch s {
+	case "service", "socket", "target", "mount", "automount", "path", "timer", "device", "slice", "scope", "swap":
+		return true
+	}
+	return false
+}
+
+// mangleUnit gives a name without a unit type the suffix, as systemd's
+// unit_name_mangle does. Patterns and paths are left alone: the manager
+// says what is wrong with them.
+func mangleUnit(name, suffix string) string {
+	if name == "" || strings.ContainsAny(name, "*?[/") {
+		return name
+	}
+	if i := strings.LastIndexByte(name, '.'); i >= 0 && isUnitType(name[i+1:]) {
+		return name
+	}
+	return name + suffix
 }
 
 // call runs one control call, connecting on first use.
@@ -276,6 +308,24 @@ func (e *env) fail(what string, err error) int {
 		fmt.Fprintf(e.stderr, "Failed to %s: %v\n", what, err)
 		return exitFailure
 	}
+}
+
+// failNotFound is fail, except that a unit that does not exist makes the
+// command exit with code: systemctl's status for it differs by command
+// (status 4, start 5, kill 1).
+func (e *env) failNotFound(what string, err error, code int) int {
+	var ce *control.Error
+	if errors.As(err, &ce) && ce.Code == api.ErrNotFound {
+		fmt.Fprintf(e.stderr, "Failed to %s: %s\n", what, ce.Message)
+		return code
+	}
+	return e.fail(what, err)
+}
+
+// notFound reports whether err is the manager's "no such unit".
+func notFound(err error) bool {
+	var ce *control.Error
+	return errors.As(err, &ce) && ce.Code == api.ErrNotFound
 }
 
 // exitCode maps an error frame's code onto systemctl's exit statuses.

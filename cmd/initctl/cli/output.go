@@ -178,8 +178,17 @@ func formatTimestamp(t time.Time) string {
 // "1min 30s ago", "2h 5min ago", "3 days 2h ago".
 func formatAgo(now, t time.Time) string {
 	d := now.Sub(t)
-	if d < 0 {
-		return "in " + formatSpan(-d)
+	// Past a second, systemd counts whole seconds: "28s ago", not
+	// "28s 514ms ago".
+	past := d >= 0
+	if !past {
+		d = -d
+	}
+	if d >= time.Second {
+		d = d.Truncate(time.Second)
+	}
+	if !past {
+		return "in " + formatSpan(d)
 	}
 	return formatSpan(d) + " ago"
 }

@@ -76,6 +76,10 @@ func (e *env) formatStatus(w io.Writer, st *api.UnitStatus, maxLogs int) {
 	}
 	fmt.Fprintln(w, head)
 	field := func(name, value string) {
+		if value == "" {
+			fmt.Fprintf(w, "%11s:\n", name)
+			return
+		}
 		fmt.Fprintf(w, "%11s: %s\n", name, value)
 	}
 	cont := func(value string) {
