@@ -12,11 +12,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	vdbus "vigil/dbus"
 	"vigil/observer"
 	"vigil/observer/control"
+	"vigil/observer/guests"
 	"vigil/observer/process"
 	"vigil/units"
 	"vigil/units/api"
+	"vigil/units/cgroup"
 	"vigil/units/unitfile"
 )
 
@@ -47,6 +50,20 @@ type Config struct {
 	// Shutdown carries out the final stage after every unit has stopped
 	// (PID 1 powers off; a plain manager just returns).
 	Shutdown func(action string)
+	// CgroupRoot is the delegated cgroup2 directory of a manager that is
+	// not PID 1; empty means its own cgroup when that is delegated, else
+	// none (with one warning). NoCgroups turns cgroups off.
+	CgroupRoot string
+	NoCgroups  bool
+	// ObserverSocket is where outside guests connect; default
+	// RuntimeDir/observer.sock.
+	ObserverSocket string
+	// BusPrivate is the peer-to-peer D-Bus socket (PID 1:
+	// /run/systemd/private); default RuntimeDir/systemd-private.
+	BusPrivate string
+	// SystemBus makes the manager own org.freedesktop.systemd1 on the
+	// system bus whenever a dbus-daemon runs.
+	SystemBus bool
 }
 
 // Manager is a running Vigil manager.
@@ -55,6 +72,8 @@ type Manager struct {
 	loop    *observer.Loop
 	units   *units.Manager
 	control *control.Server
+	guests  *guests.Server
+	bus     *vdbus.Server
 	logs    *logStore
 
 	mu       sync.Mutex
@@ -83,6 +102,12 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.DefaultTarget == "" {
 		cfg.DefaultTarget = "default.target"
 	}
+	if cfg.ObserverSocket == "" {
+		cfg.ObserverSocket = filepath.Join(cfg.RuntimeDir, "observer.sock")
+	}
+	if cfg.BusPrivate == "" {
+		cfg.BusPrivate = filepath.Join(cfg.RuntimeDir, "systemd-private")
+	}
 	logf := cfg.Logf
 	if logf == nil {
 		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "vigil: "+format+"\n", args...) }
@@ -110,7 +135,21 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	vm.logs = store
 	spec := unitfile.DefaultContext()
 	spec.RuntimeDir = cfg.RuntimeDir
+	var tree *cgroup.Tree
+	if !cfg.NoCgroups && os.Getpid() != 1 {
+		t, warning, err := cgroup.ForManager(cfg.CgroupRoot)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		if warning != "" {
+			logf("%s", warning)
+		}
+		tree = t
+	}
 	m, err := units.New(vm.loop, units.Options{
+		Cgroups:           tree,
+		NoCgroups:         cfg.NoCgroups || (tree == nil && os.Getpid() != 1),
 		UnitPaths:         cfg.UnitPaths,
 		RuntimeDir:        cfg.RuntimeDir,
 		StateDir:          cfg.StateDir,
@@ -140,6 +179,19 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	vm.control = srv
+	if vm.guests, err = guests.Listen(vm.loop, cfg.ObserverSocket, guests.Options{Logf: logf}); err != nil {
+		logf("observer socket: %v (outside guests cannot connect)", err)
+	}
+	if vm.bus, err = vdbus.NewServer(vdbus.NewUnitsAdapter(vm.loop, m), vdbus.Options{Logf: logf}); err != nil {
+		logf("D-Bus: %v", err)
+	} else {
+		if err := vm.bus.ListenPrivate(cfg.BusPrivate); err != nil {
+			logf("D-Bus private socket: %v", err)
+		}
+		if cfg.SystemBus {
+			go vm.bus.ServeSystemBus(vm.ctx, "")
+		}
+	}
 	vm.loop.Do(vm.boot)
 	return vm, nil
 }
@@ -250,6 +302,12 @@ func (vm *Manager) Run(ctx context.Context) string {
 	}()
 	vm.loop.Run(vm.ctx)
 	vm.control.Close()
+	if vm.guests != nil {
+		vm.guests.Close()
+	}
+	if vm.bus != nil {
+		vm.bus.Close()
+	}
 	if vm.logs != nil {
 		vm.logs.Close()
 	}

@@ -48,6 +48,10 @@ func runManager(args []string) int {
 	socket := fs.String("control-socket", "", "control socket path (default RUNTIME-DIR/control.sock)")
 	target := fs.String("default-target", "default.target", "target to start")
 	showStatus := fs.Bool("show-status", true, "print boot status lines on standard output")
+	cgroupRoot := fs.String("cgroup-root", "", "delegated cgroup2 directory for the units (default: the manager's own cgroup when it is delegated, else none)")
+	noCgroups := fs.Bool("no-cgroups", false, "run without cgroups")
+	busPrivate := fs.String("bus-private", "", "peer-to-peer D-Bus socket of the org.freedesktop.systemd1 API (default RUNTIME-DIR/systemd-private)")
+	systemBus := fs.Bool("system-bus", false, "also own org.freedesktop.systemd1 on the system bus when a dbus-daemon runs")
 	_ = fs.Bool("manager", true, "run as an ordinary manager process (implied when not PID 1)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: vigil [--manager] [flags]\n\nRuns Vigil's service manager as an ordinary process (a child subreaper).\n\n")
@@ -76,6 +80,10 @@ func runManager(args []string) int {
 		ControlSocket: *socket,
 		DefaultTarget: *target,
 		Wants:         wants,
+		CgroupRoot:    *cgroupRoot,
+		NoCgroups:     *noCgroups,
+		BusPrivate:    *busPrivate,
+		SystemBus:     *systemBus,
 	}
 	if *showStatus {
 		cfg.Console = os.Stdout

@@ -17,7 +17,7 @@ func commands() []*command {
 		return &command{Name: name, UnitSuffix: ".service", Args: "UNIT...", Summary: summary, Flags: jobFlags, MinArgs: 1, MaxArgs: -1,
 			Run: func(e *env, p *parsed) int { return e.runJob(p, name, jobType) }}
 	}
-	return []*command{
+	return append([]*command{
 		{Name: "list", Aliases: []string{"list-units"}, Args: "[PATTERN...]", Summary: "List units the manager has loaded",
 			Flags: []flagSpec{
 				{Long: "type", Short: 't', Value: "TYPE", Repeat: true, Help: "only units of these types (service,socket,...)"},
@@ -83,7 +83,7 @@ func commands() []*command {
 		{Name: "observers", Summary: "List observers and sources with their event and drop counts", MaxArgs: 0, Run: (*env).runObservers},
 		topCommand(), setPropertyCommand(),
 		{Name: "version", Aliases: []string{"ping"}, Summary: "Show the manager's version", MaxArgs: 0, Run: (*env).runVersion},
-	}
+	}, calendarCommands()...)
 }
 
 // shutdownFlags are the sysvinit-style options poweroff/reboot/halt
