@@ -3,6 +3,7 @@ package pid1
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -30,6 +31,13 @@ func Boot() {
 	}()
 	execUptime, _ := early.Uptime()
 	cmd := earlyBoot()
+	if !inContainer() {
+		// PID 1 leaves the root cgroup to its units' slices (no internal
+		// processes beside enabled controllers).
+		if err := EnterInitScope(); err != nil {
+			console("cgroup: %v", err)
+		}
+	}
 	action := runPID1(cmd, execUptime)
 	finalStage(action)
 }
@@ -124,14 +132,23 @@ func runPID1(cmd cmdline.Cmdline, execUptime time.Duration) string {
 		stateDir = "/run/vigil/state"
 	}
 	color := os.Getenv("TERM") != "dumb"
+	// Status lines ("[  OK  ] Started ...") unless vigil.show-status=no.
+	// "auto" (what "quiet" implies) and "error" still show them all: the
+	// console is how tests and people follow a boot, and it costs little.
+	var status io.Writer = os.Stdout
+	if mode, _ := cmd.ShowStatus(); mode == "no" {
+		status = nil
+	}
 	var vm *Manager
 	cfg := Config{
 		UnitPaths:         DefaultUnitPaths(),
 		RuntimeDir:        "/run/vigil",
+		BusPrivate:        "/run/systemd/private",
+		SystemBus:         true,
 		StateDir:          stateDir,
 		DefaultTarget:     target,
 		Wants:             cmd.Wants(),
-		Console:           os.Stdout,
+		Console:           status,
 		Color:             color,
 		KernelCommandLine: readCmdline(),
 		Logf: func(format string, args ...any) {

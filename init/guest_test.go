@@ -12,8 +12,28 @@ import (
 	"vigil/qemu"
 )
 
-// runInGuest boots Vigil as PID 1 with extra units and runs script.
-func runInGuest(t *testing.T, units map[string]string, script string, append string) *qemu.RunResult {
+// guestRun is one boot of Vigil as PID 1 in QEMU with a test script.
+type guestRun struct {
+	// units are unit files by name; a name ending in ".link" is a symlink
+	// (without the suffix) to the content, for wants directories.
+	units map[string]string
+	// files are extra image files (helper scripts the units run).
+	files  []initramfs.File
+	script string
+	// append is added to the kernel command line.
+	append string
+	// disks are raw disk images (vda, vdb, ...).
+	disks []string
+	// allowEmergency, externalShutdown and afterTarget are passed to
+	// qemu.RunConfig.
+	allowEmergency   bool
+	externalShutdown bool
+	afterTarget      func(ctx context.Context, vm *qemu.VM) error
+}
+
+// skipWithoutVM skips boot tests in -short mode and, unless
+// VIGIL_REQUIRE_VM is set (CI), when there is no kernel to boot.
+func skipWithoutVM(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("QEMU boot skipped in -short mode")
@@ -23,26 +43,67 @@ func runInGuest(t *testing.T, units map[string]string, script string, append str
 			t.Skipf("no kernel: %v", err)
 		}
 	}
+}
+
+// writeUnits writes units (see guestRun.units) into a new directory.
+func writeUnits(t testing.TB, units map[string]string) string {
+	t.Helper()
 	dir := t.TempDir()
 	for name, content := range units {
 		p := filepath.Join(dir, name)
-		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if strings.HasSuffix(name, ".link") {
-			os.Symlink(content, strings.TrimSuffix(p, ".link"))
+			if err := os.Symlink(content, strings.TrimSuffix(p, ".link")); err != nil {
+				t.Fatal(err)
+			}
 			continue
 		}
 		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir
+}
+
+// bootGuest boots the run and returns what the harness saw, with its
+// error (a harness failure: boot, script or shutdown).
+func bootGuest(t *testing.T, run guestRun) (*qemu.RunResult, error) {
+	t.Helper()
+	skipWithoutVM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	res, err := qemu.RunScript(ctx, qemu.RunConfig{
-		Image:   initramfs.Spec{UnitDirs: []string{dir}},
-		Script:  script,
-		Boot:    qemu.Config{Append: append},
-		Timeout: 3 * time.Minute,
+		Image:            initramfs.Spec{UnitDirs: []string{writeUnits(t, run.units)}, Files: run.files},
+		Script:           run.script,
+		Boot:             qemu.Config{Append: run.append, Disks: run.disks},
+		Timeout:          3 * time.Minute,
+		AllowEmergency:   run.allowEmergency,
+		ExternalShutdown: run.externalShutdown,
+		AfterTarget:      run.afterTarget,
 	})
+	keepConsole(t, res)
+	return res, err
+}
+
+// keepConsole writes the guest's console to $VIGIL_GUEST_LOGS/TestName.log
+// when that variable names a directory, for looking at passing boots too.
+func keepConsole(t *testing.T, res *qemu.RunResult) {
+	dir := os.Getenv("VIGIL_GUEST_LOGS")
+	if dir == "" || res == nil {
+		return
+	}
+	name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".log")
+	if err := os.WriteFile(name, []byte(res.Console), 0o644); err != nil {
+		t.Logf("keep console: %v", err)
+	}
+}
+
+// mustBootGuest is bootGuest that fails the test on a harness error.
+func mustBootGuest(t *testing.T, run guestRun) *qemu.RunResult {
+	t.Helper()
+	res, err := bootGuest(t, run)
 	if err != nil {
 		console := ""
 		if res != nil {
@@ -51,6 +112,12 @@ func runInGuest(t *testing.T, units map[string]string, script string, append str
 		t.Fatalf("guest run: %v\n%s", err, console)
 	}
 	return res
+}
+
+// runInGuest boots Vigil as PID 1 with extra units and runs script.
+func runInGuest(t *testing.T, units map[string]string, script string, append string) *qemu.RunResult {
+	t.Helper()
+	return mustBootGuest(t, guestRun{units: units, script: script, append: append})
 }
 
 func TestBootReachesDefaultTargetInGuest(t *testing.T) {

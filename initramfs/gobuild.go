@@ -40,7 +40,14 @@ func BuildGoProgram(ctx context.Context, root, pkg, out string) error {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return fmt.Errorf("build %s: %w", pkg, err)
 	}
-	tmp := fmt.Sprintf("%s.tmp-%d", out, os.Getpid())
+	// A unique name, not one per process: parallel tests build the same
+	// output from several goroutines at once.
+	f, err := os.CreateTemp(filepath.Dir(out), filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("build %s: %w", pkg, err)
+	}
+	tmp := f.Name()
+	f.Close()
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -51,6 +58,7 @@ func BuildGoProgram(ctx context.Context, root, pkg, out string) error {
 		return fmt.Errorf("go build %s in %s: %w\n%s", pkg, root, err, strings.TrimSpace(stderr.String()))
 	}
 	if err := os.Rename(tmp, out); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("build %s: %w", pkg, err)
 	}
 	return nil

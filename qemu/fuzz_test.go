@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +37,22 @@ func FuzzConsoleLines(f *testing.F) {
 			_ = shutdownRE.FindStringSubmatch(l)
 			return false
 		})
+	})
+}
+
+func FuzzParseMemoryLines(f *testing.F) {
+	f.Add("Rss:                4312 kB\nPss:                4100 kB\nVmRSS:\t    4312 kB\nVmHWM:\t    4400 kB")
+	f.Add("Rss: -1 kB\nPss: x kB\nVmRSS: 1 MB\nVmHWM:")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, text string) {
+		mem, err := ParseMemoryLines(strings.Split(text, "\n"))
+		if err != nil {
+			return
+		}
+		for _, name := range benchMemoryFields {
+			if kb, ok := mem[name]; !ok || kb < 0 {
+				t.Fatalf("accepted output without a valid %s: %v", name, mem)
+			}
+		}
 	})
 }

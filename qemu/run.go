@@ -75,6 +75,16 @@ type RunConfig struct {
 	// the script runs (for QMP commands: hot-plug, send-key). Its error
 	// fails the run.
 	AfterTarget func(ctx context.Context, vm *VM) error
+	// AllowEmergency accepts a boot that enters emergency mode instead of
+	// reaching the default target (tests of a failing boot): the run goes
+	// on, and the script still runs, since its unit survives the isolate
+	// to emergency.target.
+	AllowEmergency bool
+	// ExternalShutdown says the script or AfterTarget shuts the guest
+	// down itself (busybox poweroff, Ctrl-Alt-Del): the script need not
+	// end, since that shutdown stops it. ExitStatus stays -1 unless it
+	// ended first. If it does end, the unit still powers off as usual.
+	ExternalShutdown bool
 }
 
 // RunResult is what a scripted run observed.
@@ -99,6 +109,11 @@ type RunResult struct {
 	Emergency bool
 	// Elapsed is the host time from QEMU start to its exit.
 	Elapsed time.Duration
+	// ScriptEnded is the host time from QEMU start to the script's exit
+	// line, after which its unit asks Vigil to power off (zero if the
+	// script never ended). Elapsed - ScriptEnded is the poweroff's wall
+	// time, as the host sees it.
+	ScriptEnded time.Duration
 	// Tail is the end of the console, for reports.
 	Tail string
 }
@@ -272,6 +287,7 @@ func runBooted(ctx context.Context, cfg RunConfig, boot Config) (*RunResult, err
 		case inScript:
 			if m := exitRE.FindStringSubmatch(line); m != nil {
 				res.ExitStatus, _ = strconv.Atoi(m[2])
+				res.ScriptEnded = time.Since(start)
 				inScript, ended = false, true
 				return
 			}
@@ -316,28 +332,29 @@ func runBooted(ctx context.Context, cfg RunConfig, boot Config) (*RunResult, err
 	fail := func(format string, args ...any) (*RunResult, error) {
 		return res, &RunError{Reason: fmt.Sprintf(format, args...), Tail: res.Tail}
 	}
+	reachedTarget := res.DefaultTarget != "" || (cfg.AllowEmergency && res.Emergency)
 	if timedOut {
 		stage := "guest did not power off"
 		switch {
-		case res.DefaultTarget == "" && res.Emergency:
+		case !reachedTarget && res.Emergency:
 			stage = "guest entered emergency mode"
-		case res.DefaultTarget == "":
+		case !reachedTarget:
 			stage = "default target never reached"
 		case !begun:
 			stage = "script never started"
-		case !ended:
+		case !ended && !cfg.ExternalShutdown:
 			stage = "script never ended"
 		}
 		return fail("timed out after %s: %s", cfg.Timeout, stage)
 	}
 	switch {
-	case res.DefaultTarget == "" && res.Emergency:
+	case !reachedTarget && res.Emergency:
 		return fail("guest entered emergency mode before the default target")
-	case res.DefaultTarget == "":
+	case !reachedTarget:
 		return fail("default target never reached (QEMU exited: %v)", exitText(qemuErr))
 	case !begun:
 		return fail("script never started (QEMU exited: %v)", exitText(qemuErr))
-	case !ended:
+	case !ended && !cfg.ExternalShutdown:
 		return fail("script never ended (QEMU exited: %v)", exitText(qemuErr))
 	case res.ShutdownAction == "":
 		return fail("no \"vigil: shutdown complete\" line before QEMU exited (%v)", exitText(qemuErr))

@@ -4,6 +4,7 @@
 //	vigil-vm boot  [build flags] [--qmp PATH] [--disk FILE]... [--append ARGS] [--smp N]
 //	vigil-vm run   --script FILE [build flags] [--disk FILE]... [--hotplug-disk ID=FILE]
 //	               [--qmp PATH] [--append ARGS] [--smp N] [--timeout 120s] [--log FILE]
+//	vigil-vm bench [build flags] [--rounds 5] [--smp 1,2] [--extra-units 0,50] [--timeout 3m]
 //
 // Build flags: --vigil PATH --initctl PATH (default: built from ./cmd/vigil
 // and ./cmd/initctl of the module around the working directory),
@@ -17,6 +18,12 @@
 // unclean shutdown, timeout), after printing the reason and the console
 // tail on stderr. Its last line on stdout is the summary
 // "vigil-vm: default target at uptime S.SSSs; shutdown clean".
+//
+// "bench" boots every combination of --extra-units and --smp once per
+// round, interleaved in a random order, and prints a Markdown table of
+// medians: guest uptime at the default target, the time from /init's exec
+// to it, PID 1's resident memory then, and the host time from the
+// poweroff request to QEMU's exit.
 //
 // It owns only the command line; packages initramfs and qemu do the work.
 package main
@@ -50,7 +57,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: vigil-vm build|boot|run [flags] (vigil-vm CMD -h for flags)")
+		fmt.Fprintln(stderr, "usage: vigil-vm build|boot|run|bench [flags] (vigil-vm CMD -h for flags)")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
@@ -64,11 +71,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		status, err = cmdBoot(ctx, args[1:], stderr)
 	case "run":
 		status, err = cmdRun(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = cmdBench(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprintln(stdout, "usage: vigil-vm build|boot|run [flags] (vigil-vm CMD -h for flags)")
+		fmt.Fprintln(stdout, "usage: vigil-vm build|boot|run|bench [flags] (vigil-vm CMD -h for flags)")
 		return 0
 	default:
-		fmt.Fprintf(stderr, "vigil-vm: unknown command %q (want build, boot or run)\n", args[0])
+		fmt.Fprintf(stderr, "vigil-vm: unknown command %q (want build, boot, run or bench)\n", args[0])
 		return 2
 	}
 	if errors.Is(err, flag.ErrHelp) {
