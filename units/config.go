@@ -189,6 +189,10 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 		}
 	case unitfile.TypeTarget:
 		return &target{u: u}
+	case unitfile.TypeSocket:
+		if u.cfg.Socket != nil {
+			return newSocketUnit(u)
+		}
 	}
 	return &unsupported{target: target{u: u}}
 }
@@ -291,6 +295,7 @@ func (m *Manager) rebuildGraph() {
 				add(u, d.k, name)
 			}
 		}
+		addActivationDeps(u, cfg, add)
 		if !s.DefaultDependencies {
 			continue
 		}

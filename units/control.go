@@ -262,6 +262,9 @@ func (m *Manager) List(args api.ListArgs) []api.UnitSummary {
 		if svc, ok := u.behaviour.(*service); ok {
 			s.MainPID = svc.mainPID
 		}
+		if x, ok := u.behaviour.(interface{ listExtra() map[string]string }); ok {
+			s.Extra = x.listExtra()
+		}
 		out = append(out, s)
 	}
 	return out

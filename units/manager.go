@@ -10,6 +10,7 @@ import (
 
 	"vigil/observer"
 	"vigil/observer/cgroupevents"
+	"vigil/observer/notify"
 	"vigil/observer/process"
 	"vigil/units/api"
 	"vigil/units/cgroup"
@@ -56,6 +57,9 @@ type Options struct {
 	// which takes the whole hierarchy; NoCgroups forbids even that.
 	Cgroups   *cgroup.Tree
 	NoCgroups bool
+	// NotifySocket is where services send sd_notify messages; default
+	// RuntimeDir/notify, "-" for none (services of type notify then fail).
+	NotifySocket string
 }
 
 // Manager owns the units and their jobs. All its methods must be called on
@@ -92,6 +96,14 @@ type Manager struct {
 	jobWatchers  map[int]func(*Job)
 	unitWatchers map[int]func(*Unit)
 	nextWatcher  int
+
+	// notify is the NOTIFY_SOCKET (nil without one); notifyStats counts
+	// what the manager refused of its messages (notify.go).
+	notify      *notify.Socket
+	notifyStats NotifyStats
+	// socketEvents is the one source all socket units' watchers post to
+	// (socket.go): the loop cannot drop sources.
+	socketEvents *observer.Source
 }
 
 // processOwner is told when a process it started exits.
@@ -136,6 +148,14 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 	}
 	if err := m.writeBuiltinUnits(); err != nil {
 		return nil, err
+	}
+	if err := m.setupSockets(); err != nil {
+		return nil, err
+	}
+	if err := m.listenNotify(); err != nil {
+		// Services of type notify fail without it; everything else runs.
+		m.consoleLine(consoleWarn, "No sd_notify socket: %v", err)
+		m.logf("running without a notify socket: %v", err)
 	}
 	m.scan()
 	// A broken unit never stops the boot, but it is said where the
@@ -264,6 +284,7 @@ func (m *Manager) jobChanged(j *Job) {
 // and OnFailure/OnSuccess units.
 func (m *Manager) unitChanged(u *Unit, old, now ActiveState) {
 	m.checkJob(u)
+	m.noticeTriggers(u)
 	wentDown := now.IsInactiveOrFailed() && !old.IsInactiveOrFailed()
 	if wentDown {
 		for _, name := range u.Deps(BoundBy) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"vigil/observer"
+	"vigil/observer/notify"
 	"vigil/observer/process"
 	"vigil/units/api"
 	"vigil/units/unitfile"
@@ -113,6 +114,34 @@ type service struct {
 
 	mainCommand    unitfile.Command
 	controlCommand unitfile.Command
+
+	// timerDeadline and timerFn describe the armed timer, so that
+	// EXTEND_TIMEOUT_USEC= can push it back.
+	timerDeadline time.Time
+	timerFn       func()
+
+	// What sd_notify told us (notify.go). readySeen is READY=1 in this
+	// activation; reloadByNotify a reload the service itself announced.
+	readySeen      bool
+	reloadByNotify bool
+	statusErrno    int
+	statusBusError string
+	accessOverride notify.Access
+	// The watchdog: its timer, the interval the service asked for, the
+	// last ping, and whether the stop under way is the watchdog's (its
+	// processes then get watchdog-signal).
+	watchdogTimer    observer.TimerID
+	watchdogOverride time.Duration
+	lastWatchdogPing time.Time
+	watchdogKill     bool
+	// fdStore holds the fds the service asked to keep (FDSTORE=1); they
+	// outlive a restart and come back after the socket fds.
+	fdStore []storedFD
+	// connection is the accepted connection of an instance started by an
+	// accept = true socket (acceptedBy), passed as its only fd.
+	connection *os.File
+	acceptedBy *socketUnit
+	remoteEnv  []string
 }
 
 func newService(u *Unit) *service {
@@ -238,7 +267,9 @@ func (s *service) starting() bool {
 	return false
 }
 
-func (s *service) CanReload() bool { return len(s.cfg.ExecReload) > 0 }
+func (s *service) CanReload() bool {
+	return len(s.cfg.ExecReload) > 0 || s.cfg.Type == unitfile.ServiceNotifyReload
+}
 
 func (s *service) FailureReason() string { return s.failReason }
 
@@ -258,6 +289,13 @@ func (s *service) Start() error {
 	s.mainExit = nil
 	s.mainExitText = ""
 	s.statusText = ""
+	s.statusErrno = 0
+	s.statusBusError = ""
+	s.readySeen = false
+	s.reloadByNotify = false
+	s.accessOverride = ""
+	s.watchdogOverride = 0
+	s.watchdogKill = false
 	s.stopForced = false
 	s.sessions = map[int]bool{}
 	if err := s.setupCgroup(); err != nil {
@@ -324,6 +362,13 @@ func (s *service) enterStart() {
 		}
 		s.mainPID = pid
 		s.execStart = time.Now()
+		s.armWatchdog()
+		if s.isNotify() {
+			if s.m.notify == nil {
+				s.u.Logf("Type %s needs the notify socket, which the manager does not have.", s.cfg.Type)
+			}
+			return // READY=1 moves on (notifyReady)
+		}
 		s.enterStartPost()
 	}
 }
@@ -380,6 +425,9 @@ func (s *service) enterRunning() {
 		return
 	}
 	s.setState(svcRunning)
+	if s.watchdogTimer == 0 {
+		s.armWatchdog()
+	}
 	if s.cfg.Type == unitfile.ServiceForking && s.mainPID == 0 {
 		// No main process known: the unit lives as long as its processes.
 		s.pollProcesses()
@@ -429,6 +477,11 @@ func (s *service) runNextControl() {
 func (s *service) spawn(cmd unitfile.Command, main bool) (int, error) {
 	spec, err := s.m.execSpec(s.u, &s.cfg.ExecContext, cmd, s.mainPID)
 	if err != nil {
+		return 0, err
+	}
+	// The start command of a forking service runs as the control process
+	// but is the service's own: it gets what the main process would.
+	if err := s.activationSpec(spec, main || s.phase == svcStart); err != nil {
 		return 0, err
 	}
 	started, err := s.m.spawnInCgroup(s.u, spec, s.cgroup)
@@ -534,6 +587,11 @@ func (s *service) mainExited(ex process.Exit) {
 			s.runNextMain()
 			return
 		}
+		if s.isNotify() && res == resultSuccess {
+			// Gone before it said it was ready: systemd's "protocol".
+			res = resultProtocol
+			s.failReason = fmt.Sprintf("the main process exited (%s) before sending READY=1", s.mainExitText)
+		}
 		s.fail(res, "")
 	case svcStartPost, svcRunning, svcReload:
 		if res != resultSuccess {
@@ -580,6 +638,7 @@ func (s *service) enterStop(result string) {
 	if s.result == resultSuccess {
 		s.result = result
 	}
+	s.stopWatchdog()
 	s.m.StopTimer(s.timer)
 	s.timer = 0
 	s.pending = nil
@@ -598,7 +657,11 @@ func (s *service) enterStop(result string) {
 func (s *service) enterSignal(sub string) {
 	s.m.StopTimer(s.timer)
 	s.timer = 0
+	s.stopWatchdog()
 	sig := s.cfg.KillSignal
+	if s.watchdogKill && sub == svcStopSigterm {
+		sig = s.cfg.WatchdogSignal
+	}
 	if sub == svcStopSigkill || sub == svcFinalSigkill {
 		sig = s.cfg.FinalKillSignal
 	}
@@ -787,6 +850,7 @@ func (s *service) enterDead() {
 	s.timer = 0
 	s.m.StopTimer(s.pollTimer)
 	s.pollTimer = 0
+	s.stopWatchdog()
 	s.mainPID, s.controlPID = 0, 0
 	s.releaseCgroup()
 	for pid := range s.m.pids {
@@ -802,7 +866,11 @@ func (s *service) enterDead() {
 	}
 	if s.shouldRestart() {
 		s.enterAutoRestart()
+		s.endStartJob()
 		return
+	}
+	if !s.keepsFDStore() {
+		s.releaseFDStore()
 	}
 	if s.result != resultSuccess {
 		s.setState(svcFailed)
@@ -858,6 +926,22 @@ func (s *service) restartDelay() time.Duration {
 	return time.Duration(float64(base) * f).Round(time.Millisecond)
 }
 
+// endStartJob ends a start job that is still waiting for this activation
+// when the service goes into auto-restart: as in systemd 252, the job
+// reports the failed attempt and the restart goes on without it (else a
+// service failing before it is up would hold its start job forever).
+func (s *service) endStartJob() {
+	j := s.u.job
+	if j == nil || j.State != jobRunning || !(j.Type == api.JobStart || j.Type == api.JobRestart && j.phase == api.JobStart) {
+		return
+	}
+	if s.result == resultSuccess {
+		s.m.finishJob(j, api.ResultDone, "")
+		return
+	}
+	s.m.finishJob(j, api.ResultFailed, s.m.failureReason(s.u))
+}
+
 func (s *service) enterAutoRestart() {
 	delay := s.restartDelay()
 	s.restartStep++
@@ -901,10 +985,13 @@ func (s *service) armTimeout(d time.Duration) {
 func (s *service) armTimer(d time.Duration, fn func()) {
 	s.m.StopTimer(s.timer)
 	s.timer = 0
+	s.timerFn = nil
 	if d <= 0 || d == unitfile.Infinity {
 		return
 	}
-	s.timer = s.m.AfterFunc(d, func() { s.timer = 0; fn() })
+	s.timerDeadline = time.Now().Add(d)
+	s.timerFn = fn
+	s.timer = s.m.AfterFunc(d, func() { s.timer = 0; s.timerFn = nil; fn() })
 }
 
 func (s *service) Stop() error {
@@ -912,6 +999,10 @@ func (s *service) Stop() error {
 	case svcAutoRestart:
 		s.m.StopTimer(s.timer)
 		s.timer = 0
+		s.state = svcDead
+		if !s.keepsFDStore() {
+			s.releaseFDStore()
+		}
 		s.setState(svcDead)
 		return nil
 	case svcDead, svcFailed:
@@ -930,6 +1021,19 @@ func (s *service) Reload() error {
 	}
 	prev := s.state
 	s.reloadResult = resultSuccess
+	if s.cfg.Type == unitfile.ServiceNotifyReload && len(s.cfg.ExecReload) == 0 {
+		// systemd 253's notify-reload: signal the main process, then wait
+		// for RELOADING=1 ... READY=1 (notifyReady ends the reload).
+		if s.mainPID == 0 {
+			return fmt.Errorf("%s has no main process to signal for a reload", s.u.Name)
+		}
+		if err := syscall.Kill(s.mainPID, syscall.SIGHUP); err != nil {
+			return fmt.Errorf("reload %s: signal main process %d: %w", s.u.Name, s.mainPID, err)
+		}
+		s.setState(svcReload)
+		s.armTimeout(s.cfg.TimeoutStart)
+		return nil
+	}
 	s.setState(svcReload)
 	s.armTimeout(s.cfg.TimeoutStart)
 	s.runCommands(svcReload, s.cfg.ExecReload, func(ok bool) {
@@ -1018,6 +1122,7 @@ func (s *service) Describe(st *api.UnitStatus) {
 	st.ExitStatus = s.mainExitText
 	st.StatusText = s.statusText
 	st.NRestarts = s.nRestarts
+	s.describeNotify(st)
 	seen := map[int]bool{}
 	if s.mainPID != 0 {
 		st.Processes = append(st.Processes, api.Process{PID: s.mainPID, Command: procCommand(s.mainPID), Main: true})
@@ -1051,7 +1156,7 @@ func (s *service) members() []int {
 
 func (s *service) Properties() []api.Property {
 	p := func(k, v string) api.Property { return api.Property{Name: k, Value: v} }
-	props := s.cgroupProperties()
+	props := append(s.cgroupProperties(), s.notifyProperties()...)
 	return append(props, []api.Property{
 		p("Type", string(s.cfg.Type)),
 		p("Restart", string(s.cfg.Restart)),

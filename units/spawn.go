@@ -150,7 +150,9 @@ func (m *Manager) execSpec(u *Unit, ec *unitfile.ExecContext, cmd unitfile.Comma
 	}
 	if ec.StandardOutput.Kind == unitfile.StdIOInherit {
 		spec.Stdout = exec.Inherit()
-		if spec.Stdin.Kind == exec.StdioTTY {
+		// A terminal or a connection on stdin is a two-way stream:
+		// output goes back to it, as systemd does.
+		if spec.Stdin.Kind == exec.StdioTTY || spec.Stdin.Kind == exec.StdioFD {
 			spec.Stdout = spec.Stdin
 		}
 	}
@@ -179,6 +181,10 @@ func stdioOf(s unitfile.StdIO, input bool) (exec.Stdio, error) {
 		return exec.File(s.Path, exec.FileOverwrite), nil
 	case unitfile.StdIOAppend:
 		return exec.File(s.Path, exec.FileAppend), nil
+	case unitfile.StdIOSocket:
+		// The connection of an accept = true socket: only the service
+		// knows it (see service.activationSpec).
+		return exec.FD(stdioSocketFD), nil
 	}
 	if strings.HasPrefix(string(s.Kind), "truncate") {
 		return exec.File(s.Path, exec.FileTruncate), nil

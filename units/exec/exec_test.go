@@ -309,6 +309,20 @@ func TestListenFDs(t *testing.T) {
 	}
 }
 
+func TestWatchdogPID(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			spec := sh(`echo "$WATCHDOG_PID $$ $WATCHDOG_USEC"`)
+			spec.Env = []string{"WATCHDOG_PID=1", "WATCHDOG_USEC=500000"}
+			spec.WatchdogPID = true
+			out, _, st := run(t, m.apply(spec))
+			if want := fmt.Sprintf("%d %d 500000\n", st.PID, st.PID); out != want {
+				t.Errorf("got %q, want %q", out, want)
+			}
+		})
+	}
+}
+
 func TestExtraFilesKeepBlockingMode(t *testing.T) {
 	r, w, err := os.Pipe() // os.Pipe files are non-blocking for the poller
 	if err != nil {

@@ -65,6 +65,10 @@ type Spec struct {
 	// child's own PID) and, when FDNames is not empty, LISTEN_FDNAMES.
 	ListenFDs bool
 	FDNames   []string
+	// WatchdogPID sets WATCHDOG_PID to the child's own PID, as systemd
+	// does for a service with a watchdog: like LISTEN_PID it is only known
+	// after the fork, so it needs the trampoline.
+	WatchdogPID bool
 
 	// CgroupFD is an O_PATH (or O_DIRECTORY) fd of a cgroup2 directory the
 	// child is born in (clone3 CLONE_INTO_CGROUP). Zero or negative means
@@ -179,7 +183,7 @@ type Started struct {
 func (s *Spec) needsTrampoline() bool {
 	umaskDiffers := s.Umask != nil && !umaskIs(*s.Umask)
 	return umaskDiffers || s.Nice != nil || len(s.Rlimits) > 0 ||
-		s.NoNewPrivileges || s.CapabilityBoundingSet != nil || s.ListenFDs
+		s.NoNewPrivileges || s.CapabilityBoundingSet != nil || s.ListenFDs || s.WatchdogPID
 }
 
 // umaskIs reports whether the manager's umask is mask. It reads

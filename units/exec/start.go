@@ -163,6 +163,7 @@ func startTrampoline(spec *Spec, path string, argv, env []string, files []uintpt
 		Bounding:    spec.CapabilityBoundingSet,
 		HasBounding: spec.CapabilityBoundingSet != nil,
 		ListenPID:   spec.ListenFDs,
+		WatchdogPID: spec.WatchdogPID,
 		StatusFD:    len(files) - 1,
 	}
 	for res, lim := range spec.Rlimits {

@@ -38,6 +38,7 @@ type trampolineSettings struct {
 	Bounding    []int           `json:"bounding,omitempty"`
 	HasBounding bool            `json:"has_bounding,omitempty"`
 	ListenPID   bool            `json:"listen_pid,omitempty"`
+	WatchdogPID bool            `json:"watchdog_pid,omitempty"`
 	StatusFD    int             `json:"status_fd"`
 }
 
@@ -122,6 +123,9 @@ func TrampolineMain() {
 		env := os.Environ()
 		if t.ListenPID {
 			env = append(env, "LISTEN_PID="+strconv.Itoa(os.Getpid()))
+		}
+		if t.WatchdogPID {
+			env = append(withoutVar(env, "WATCHDOG_PID"), "WATCHDOG_PID="+strconv.Itoa(os.Getpid()))
 		}
 		err = unix.Exec(t.Path, os.Args[2:], env)
 		step, subject = StepExec, t.Path
@@ -261,4 +265,15 @@ func raiseAmbient(caps []int) error {
 		}
 	}
 	return nil
+}
+
+// withoutVar drops every assignment of name from env.
+func withoutVar(env []string, name string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, name+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

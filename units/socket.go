@@ -1,0 +1,648 @@
+package units
+
+// Socket activation: the behaviour of .socket units, and how a service
+// receives the listening fds (or, under accept = true, one connection).
+//
+// A socket unit opens its listeners when it starts (units/sockets.Open)
+// and hands them to one watcher on the manager's single "socket" source.
+// The first readable listener posts one event and pauses the whole unit:
+// with accept = false the manager then starts the service, which gets
+// every listener from fd 3 (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) and
+// accepts the waiting connections itself; the watch resumes only when the
+// service is down again. Connections that arrive meanwhile wait in the
+// kernel's backlog, so none is lost however long the service takes to
+// start. With accept = true the manager accepts each connection and
+// starts an instance NAME@N.service with the connection as its only fd.
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/observer"
+	"vigil/units/api"
+	"vigil/units/exec"
+	"vigil/units/sockets"
+	"vigil/units/unitfile"
+)
+
+// Socket sub-states, as systemd names them.
+const (
+	sockDead      = "dead"
+	sockListening = "listening"
+	sockRunning   = "running"
+	sockFailed    = "failed"
+)
+
+// Socket results beyond the service ones.
+const (
+	resultServiceStartLimitHit = "service-start-limit-hit"
+	resultTriggerFailed        = "trigger-failed"
+)
+
+// acceptBatch bounds the connections accepted per readable event, so that
+// a flood cannot hold the loop; what is left fires again at Resume.
+const acceptBatch = 64
+
+// stdioSocketFD marks a standard stream that is the accepted connection
+// (standard-input = "socket"): execSpec cannot know the connection, the
+// service fills it in.
+const stdioSocketFD = -1
+
+// socketUnit is the behaviour of .socket units.
+type socketUnit struct {
+	u   *Unit
+	m   *Manager
+	cfg *unitfile.SocketSection
+
+	state      string
+	result     string
+	failReason string
+
+	listeners []*sockets.Listener
+	watcher   *sockets.Watcher
+
+	// accept = true bookkeeping, as systemd's NAccepted, NConnections and
+	// NRefused; perSource counts the live connections per peer.
+	nAccepted    int
+	nConnections int
+	nRefused     int
+	perSource    map[string]int
+	instances    map[*service]string // live instance -> its peer key
+}
+
+func newSocketUnit(u *Unit) *socketUnit {
+	return &socketUnit{u: u, m: u.m, cfg: u.cfg.Socket, state: sockDead, result: resultSuccess,
+		perSource: map[string]int{}, instances: map[*service]string{}}
+}
+
+func (k *socketUnit) setState(sub string) {
+	k.state = sub
+	var a ActiveState
+	switch sub {
+	case sockListening, sockRunning:
+		a = StateActive
+	case sockFailed:
+		a = StateFailed
+	default:
+		a = StateInactive
+	}
+	k.u.SetState(a, sub)
+}
+
+// Reconfigure takes the new file; open listeners stay as they are until
+// the unit is restarted, as in systemd.
+func (k *socketUnit) Reconfigure() { k.cfg = k.u.cfg.Socket }
+
+func (k *socketUnit) FailureReason() string { return k.failReason }
+
+// serviceName is the unit the socket activates: service = ..., its own
+// name with .service, or the NAME@.service template under accept = true.
+func (k *socketUnit) serviceName() string { return k.cfg.Service }
+
+func (k *socketUnit) Start() error {
+	if k.state == sockListening || k.state == sockRunning {
+		return nil
+	}
+	k.result = resultSuccess
+	k.failReason = ""
+	if len(k.cfg.ExecStartPre)+len(k.cfg.ExecStartPost)+len(k.cfg.ExecStopPre)+len(k.cfg.ExecStopPost) > 0 {
+		k.u.Logf("Warning: exec-start-pre/-post and exec-stop-pre/-post of socket units are not run yet.")
+	}
+	if k.cfg.Accept {
+		for _, a := range k.listenAddresses() {
+			if a.Kind != sockets.Stream && a.Kind != sockets.SeqPacket {
+				k.fail(resultResources, fmt.Sprintf("accept = true needs stream or sequential-packet sockets, not %s %s", a.Kind.Key(), a))
+				return nil
+			}
+		}
+	}
+	spec, err := sockets.FromSection(k.u.Name, k.cfg)
+	if err != nil {
+		k.fail(resultResources, err.Error())
+		return nil
+	}
+	ls, err := sockets.Open(spec)
+	if err != nil {
+		k.u.Logf("Failed to create listening socket: %v", err)
+		k.fail(resultResources, err.Error())
+		return nil
+	}
+	k.listeners = ls
+	k.watcher = sockets.WatchOn(k.m.socketEvents, ls, k.u.Name)
+	k.setState(sockListening)
+	if !k.cfg.Accept {
+		if svc := k.m.units[k.serviceName()]; svc != nil && !svc.active.IsInactiveOrFailed() {
+			k.setState(sockRunning)
+		}
+	}
+	return nil
+}
+
+// listenAddresses parses the listen-* keys for checks before opening.
+func (k *socketUnit) listenAddresses() []sockets.Address {
+	spec, err := sockets.FromSection(k.u.Name, k.cfg)
+	if err != nil {
+		return nil
+	}
+	return spec.Listen
+}
+
+// fail puts the unit into failed with a result and closes its listeners.
+func (k *socketUnit) fail(result, reason string) {
+	if result == "" {
+		result = resultResources
+	}
+	if k.result == resultSuccess {
+		k.result = result
+	}
+	if reason != "" && k.failReason == "" {
+		k.failReason = fmt.Sprintf("%s: %s", k.u.Name, reason)
+	}
+	k.closeListeners()
+	k.u.Logf("Failed with result '%s'.", k.result)
+	k.setState(sockFailed)
+}
+
+func (k *socketUnit) closeListeners() {
+	if k.watcher != nil {
+		k.watcher.Close()
+		k.watcher = nil
+	}
+	if len(k.listeners) > 0 {
+		if err := sockets.CloseAll(k.listeners, k.cfg.RemoveOnStop); err != nil {
+			k.u.Logf("%v", err)
+		}
+		k.listeners = nil
+	}
+}
+
+// Stop closes the listeners. A service that took them keeps its copies
+// and runs on; accepted instances run on too, as in systemd.
+func (k *socketUnit) Stop() error {
+	k.closeListeners()
+	k.setState(sockDead)
+	return nil
+}
+
+func (k *socketUnit) Reload() error          { return fmt.Errorf("%s cannot be reloaded", k.u.Name) }
+func (k *socketUnit) CanReload() bool        { return false }
+func (k *socketUnit) Kill(string, int) error { return fmt.Errorf("%s has no processes", k.u.Name) }
+
+func (k *socketUnit) ResetFailed() {
+	if k.state == sockFailed {
+		k.setState(sockDead)
+	}
+	k.result = resultSuccess
+	k.failReason = ""
+}
+
+// readable is the watcher's event: a connection or datagram waits on l.
+func (k *socketUnit) readable(l *sockets.Listener) {
+	if k.state != sockListening && k.state != sockRunning || !k.owns(l) {
+		return
+	}
+	if k.cfg.Accept {
+		k.acceptConnections(l)
+		return
+	}
+	name := k.serviceName()
+	svc, err := k.m.LoadUnit(name)
+	if err != nil || svc.LoadState != LoadLoaded {
+		reason := fmt.Sprintf("the service to activate, %s, is not loaded", name)
+		if svc != nil && svc.LoadError != "" {
+			reason += ": " + svc.LoadError
+		}
+		k.u.Logf("%s", reason)
+		k.fail(resultResources, reason)
+		return
+	}
+	if !svc.active.IsInactiveOrFailed() {
+		// Already up or on its way: it takes the connection; the watch
+		// resumes when it is down again.
+		k.setState(sockRunning)
+		return
+	}
+	j, err := k.m.Enqueue(name, api.JobStart, api.ModeReplace)
+	if err != nil {
+		k.u.Logf("Failed to queue service startup job: %v", err)
+		k.fail(resultResources, err.Error())
+		return
+	}
+	k.setState(sockRunning)
+	j.OnDone(func(j *Job) { k.activationDone(svc, j) })
+}
+
+// activationDone reacts to the end of the start job the socket queued: a
+// service that may not start any more takes the socket down with it, or
+// the socket would fire again forever.
+func (k *socketUnit) activationDone(svc *Unit, j *Job) {
+	if k.state != sockRunning && k.state != sockListening {
+		return
+	}
+	if s, ok := svc.behaviour.(*service); ok && s.result == resultStartLimitHit {
+		k.u.Logf("Service %s has hit its start limit; the socket stops listening.", svc.Name)
+		k.fail(resultServiceStartLimitHit, fmt.Sprintf("%s hit its start limit", svc.Name))
+		return
+	}
+	if j.Result != api.ResultDone && svc.active.IsInactiveOrFailed() {
+		k.u.Logf("Triggered service %s failed to start (%s).", svc.Name, j.Result)
+	}
+	if svc.active.IsInactiveOrFailed() && k.watcher != nil {
+		// The service never came up (a condition, a failed dependency):
+		// nothing will resume the watch otherwise.
+		k.setState(sockListening)
+		k.watcher.Resume()
+	}
+}
+
+// owns reports whether l is one of the unit's current listeners (events
+// from a closed watcher may still be queued).
+func (k *socketUnit) owns(l *sockets.Listener) bool {
+	for _, x := range k.listeners {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// serviceChanged follows the triggered service: running while it runs,
+// listening again (and watching) once it is down.
+func (k *socketUnit) serviceChanged(svc *Unit) {
+	if k.cfg.Accept || (k.state != sockListening && k.state != sockRunning) {
+		return
+	}
+	if svc.active.IsInactiveOrFailed() {
+		if s, ok := svc.behaviour.(*service); ok && s.result == resultStartLimitHit {
+			k.fail(resultServiceStartLimitHit, fmt.Sprintf("%s hit its start limit", svc.Name))
+			return
+		}
+		if k.state == sockRunning {
+			k.setState(sockListening)
+		}
+		if k.watcher != nil {
+			k.watcher.Resume()
+		}
+		return
+	}
+	if k.state == sockListening {
+		k.setState(sockRunning)
+	}
+}
+
+// acceptConnections accepts what waits on l and starts one instance per
+// connection, then watches again.
+func (k *socketUnit) acceptConnections(l *sockets.Listener) {
+	defer func() {
+		if k.watcher != nil {
+			k.watcher.Resume()
+		}
+	}()
+	for i := 0; i < acceptBatch; i++ {
+		fd, sa, err := unix.Accept4(l.FD(), unix.SOCK_CLOEXEC)
+		switch {
+		case err == unix.EAGAIN || err == unix.EWOULDBLOCK:
+			return
+		case err == unix.EINTR || err == unix.ECONNABORTED:
+			continue
+		case err != nil:
+			k.u.Logf("Failed to accept a connection on %s: %v", l, err)
+			return
+		}
+		k.nAccepted++
+		conn := os.NewFile(uintptr(fd), "connection")
+		peer, env := peerOf(fd, sa)
+		if max := k.cfg.MaxConnections; max > 0 && k.nConnections >= max {
+			k.nRefused++
+			k.u.Logf("Too many incoming connections (%d), refusing connection attempt.", k.nConnections)
+			conn.Close()
+			continue
+		}
+		if max := k.cfg.MaxConnectionsPerSource; max > 0 && k.perSource[peer] >= max {
+			k.nRefused++
+			k.u.Logf("Too many incoming connections (%d) from source %s, refusing connection attempt.", k.perSource[peer], peer)
+			conn.Close()
+			continue
+		}
+		if err := k.startInstance(conn, peer, env); err != nil {
+			k.u.Logf("Failed to start the service for a connection: %v", err)
+			conn.Close()
+		}
+	}
+}
+
+// startInstance loads NAME@N.service for one connection and starts it.
+func (k *socketUnit) startInstance(conn *os.File, peer string, env []string) error {
+	tmpl, err := unitfile.ParseName(k.serviceName())
+	if err != nil {
+		return err
+	}
+	name := tmpl.WithInstance(strconv.Itoa(k.nAccepted - 1))
+	u, err := k.m.LoadUnit(name)
+	if err != nil {
+		return err
+	}
+	if u.LoadState != LoadLoaded {
+		return fmt.Errorf("%s is %s: %s", name, u.LoadState, u.LoadError)
+	}
+	s, ok := u.behaviour.(*service)
+	if !ok {
+		return fmt.Errorf("%s is not a service", name)
+	}
+	if s.connection != nil || !u.active.IsInactiveOrFailed() {
+		return fmt.Errorf("%s is already running", name)
+	}
+	s.connection, s.acceptedBy, s.remoteEnv = conn, k, env
+	k.instances[s] = peer
+	k.nConnections++
+	k.perSource[peer]++
+	if _, err := k.m.Enqueue(name, api.JobStart, api.ModeReplace); err != nil {
+		k.instanceDone(s)
+		return err
+	}
+	return nil
+}
+
+// instanceChanged follows an accepted instance: once it is down its
+// connection is closed and counted out, and a cleanly finished instance
+// is forgotten (a failed one stays for inspection, as in systemd).
+func (k *socketUnit) instanceChanged(s *service) {
+	u := s.u
+	if !u.active.IsInactiveOrFailed() || s.state == svcAutoRestart {
+		return
+	}
+	k.instanceDone(s)
+	if u.active != StateInactive {
+		return
+	}
+	m := k.m
+	m.AfterFunc(0, func() {
+		if m.units[u.Name] == u && u.active == StateInactive && u.job == nil {
+			m.removeUnit(u)
+		}
+	})
+}
+
+func (k *socketUnit) instanceDone(s *service) {
+	peer, ok := k.instances[s]
+	if !ok {
+		return
+	}
+	delete(k.instances, s)
+	k.nConnections--
+	if k.perSource[peer]--; k.perSource[peer] <= 0 {
+		delete(k.perSource, peer)
+	}
+	if s.connection != nil {
+		s.connection.Close()
+		s.connection = nil
+	}
+	s.acceptedBy = nil
+	s.remoteEnv = nil
+}
+
+// peerOf names a connection's source for max-connections-per-source (the
+// peer's IP address, or its UID on a unix socket, as systemd) and gives
+// the REMOTE_ADDR/REMOTE_PORT variables of IP peers.
+func peerOf(fd int, sa unix.Sockaddr) (string, []string) {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		ip := netip.AddrFrom4(a.Addr)
+		return ip.String(), []string{"REMOTE_ADDR=" + ip.String(), "REMOTE_PORT=" + strconv.Itoa(a.Port)}
+	case *unix.SockaddrInet6:
+		ip := netip.AddrFrom16(a.Addr).Unmap()
+		return ip.String(), []string{"REMOTE_ADDR=" + ip.String(), "REMOTE_PORT=" + strconv.Itoa(a.Port)}
+	}
+	if cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+		return "uid " + strconv.Itoa(int(cred.Uid)), nil
+	}
+	return "unknown", nil
+}
+
+// addresses lists the listeners for display: "ADDR (Stream)".
+func (k *socketUnit) addresses() []string {
+	var out []string
+	if len(k.listeners) > 0 {
+		for _, l := range k.listeners {
+			out = append(out, l.String()+" ("+kindTitle(l.Kind)+")")
+		}
+		return out
+	}
+	for _, a := range k.listenAddresses() {
+		out = append(out, a.String()+" ("+kindTitle(a.Kind)+")")
+	}
+	return out
+}
+
+// kindTitle is systemd's word for a listener kind in status and show.
+func kindTitle(kind sockets.Kind) string {
+	switch kind {
+	case sockets.Stream:
+		return "Stream"
+	case sockets.Datagram:
+		return "Datagram"
+	case sockets.SeqPacket:
+		return "SequentialPacket"
+	case sockets.FIFO:
+		return "FIFO"
+	case sockets.Netlink:
+		return "Netlink"
+	case sockets.Special:
+		return "Special"
+	}
+	return string(kind)
+}
+
+// listExtra is the socket's columns in `initctl list --type socket`.
+func (k *socketUnit) listExtra() map[string]string {
+	return map[string]string{
+		"listen":      strings.Join(k.addresses(), ", "),
+		"activates":   k.serviceName(),
+		"connections": strconv.Itoa(k.nConnections),
+		"accepted":    strconv.Itoa(k.nAccepted),
+	}
+}
+
+func (k *socketUnit) Describe(st *api.UnitStatus) {
+	st.Result = k.result
+	if st.Extra == nil {
+		st.Extra = map[string]string{}
+	}
+	st.Extra["listen"] = strings.Join(k.addresses(), "\n")
+	st.Extra["activates"] = k.serviceName()
+	if k.cfg.Accept {
+		st.Extra["accepted"] = strconv.Itoa(k.nAccepted)
+		st.Extra["connections"] = strconv.Itoa(k.nConnections)
+		st.Extra["refused"] = strconv.Itoa(k.nRefused)
+	}
+}
+
+func (k *socketUnit) Properties() []api.Property {
+	p := func(n, v string) api.Property { return api.Property{Name: n, Value: v} }
+	return []api.Property{
+		p("Listen", strings.Join(k.addresses(), " ")),
+		p("Accept", yesno(k.cfg.Accept)),
+		p("Result", k.result),
+		p("NAccepted", strconv.Itoa(k.nAccepted)),
+		p("NConnections", strconv.Itoa(k.nConnections)),
+		p("NRefused", strconv.Itoa(k.nRefused)),
+		p("MaxConnections", strconv.Itoa(k.cfg.MaxConnections)),
+		p("MaxConnectionsPerSource", strconv.Itoa(k.cfg.MaxConnectionsPerSource)),
+		p("RemoveOnStop", yesno(k.cfg.RemoveOnStop)),
+		p("Backlog", strconv.Itoa(k.cfg.Backlog)),
+		p("FileDescriptorName", k.cfg.FileDescriptorName),
+		p("TimeoutUSec", unitfile.FormatDuration(k.cfg.Timeout)),
+	}
+}
+
+func (k *socketUnit) jobTimeout(string) time.Duration { return k.cfg.Timeout }
+
+// setupSockets makes the one source every socket unit's watcher posts to
+// and the observer that routes its events.
+func (m *Manager) setupSockets() error {
+	m.socketEvents = m.loop.NewSource("socket", 0)
+	_, err := m.loop.Register(observer.Observer{
+		Guest:  "supervisor",
+		Name:   "listening sockets",
+		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{"socket"}}}},
+		Notify: m.onSocketEvent,
+	})
+	return err
+}
+
+func (m *Manager) onSocketEvent(ev *observer.Event) {
+	l, ok := ev.Payload.(*sockets.Listener)
+	if !ok || ev.Kind != "readable" {
+		return
+	}
+	if u := m.units[ev.Attr("unit")]; u != nil {
+		if k, ok := u.behaviour.(*socketUnit); ok {
+			k.readable(l)
+		}
+	}
+}
+
+// noticeTriggers tells the socket units that activate u of its change.
+func (m *Manager) noticeTriggers(u *Unit) {
+	s, isService := u.behaviour.(*service)
+	if !isService {
+		return
+	}
+	if s.acceptedBy != nil {
+		s.acceptedBy.instanceChanged(s)
+	}
+	for name := range u.deps[TriggeredBy] {
+		if su := m.units[name]; su != nil {
+			if k, ok := su.behaviour.(*socketUnit); ok {
+				k.serviceChanged(u)
+			}
+		}
+	}
+}
+
+// activationSpec gives a service's process what socket activation and
+// sd_notify give it: NOTIFY_SOCKET, the watchdog variables, and for the
+// main process the fds (the accepted connection, or the listeners of its
+// sockets and then its fd store) from fd 3 with LISTEN_FDS.
+func (s *service) activationSpec(spec *exec.Spec, main bool) error {
+	var env []string
+	env = append(env, s.notifyEnv(main)...)
+	if main {
+		if d := s.watchdogInterval(); d > 0 {
+			env = append(env, "WATCHDOG_USEC="+strconv.FormatInt(d.Microseconds(), 10))
+			spec.WatchdogPID = true
+		}
+		files, names := s.activationFiles()
+		if len(files) > 0 {
+			spec.ExtraFiles = files
+			spec.FDNames = names
+			spec.ListenFDs = true
+		}
+		env = append(env, s.remoteEnv...)
+	}
+	for _, st := range []*exec.Stdio{&spec.Stdin, &spec.Stdout, &spec.Stderr} {
+		if st.Kind != exec.StdioFD || st.FD != stdioSocketFD {
+			continue
+		}
+		if s.connection == nil {
+			return fmt.Errorf("standard stream \"socket\" needs a connection from an accept = true socket unit")
+		}
+		st.FD = int(rawFile(s.connection))
+	}
+	if len(env) > 0 {
+		spec.Env = dedupEnv(append(spec.Env, env...))
+	}
+	return nil
+}
+
+// activationFiles lists the fds a main process gets and their names.
+func (s *service) activationFiles() ([]*os.File, []string) {
+	if s.connection != nil {
+		return []*os.File{s.connection}, []string{"connection"}
+	}
+	var files []*os.File
+	var names []string
+	seen := map[string]bool{}
+	socketUnits := append(s.u.Deps(TriggeredBy), s.cfg.Sockets...)
+	sort.Strings(socketUnits)
+	for _, name := range socketUnits {
+		name = s.m.canonical(name)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		su := s.m.units[name]
+		if su == nil {
+			continue
+		}
+		k, ok := su.behaviour.(*socketUnit)
+		if !ok || k.cfg.Accept {
+			continue
+		}
+		for _, l := range k.listeners {
+			files = append(files, l.File)
+			names = append(names, l.Name)
+		}
+	}
+	for _, e := range s.fdStore {
+		files = append(files, e.file)
+		names = append(names, e.name)
+	}
+	return files, names
+}
+
+// rawFile is f's fd without switching it to blocking mode (File.Fd would).
+func rawFile(f *os.File) uintptr {
+	var fd uintptr
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(x uintptr) { fd = x })
+		return fd
+	}
+	return f.Fd()
+}
+
+// addActivationDeps adds what socket activation implies: a socket is
+// ordered before the service it activates and triggers it (systemd's
+// Before= and Triggers=); a service's sockets = ... are wanted and
+// ordered before it.
+func addActivationDeps(u *Unit, cfg *config, add func(*Unit, DepKind, string)) {
+	switch {
+	case cfg.Socket != nil && cfg.Type == unitfile.TypeSocket:
+		if !cfg.Socket.Accept && cfg.Socket.Service != "" {
+			add(u, Before, cfg.Socket.Service)
+			add(u, Triggers, cfg.Socket.Service)
+		}
+	case cfg.Service != nil && cfg.Type == unitfile.TypeService:
+		for _, name := range cfg.Service.Sockets {
+			add(u, Wants, name)
+			add(u, After, name)
+		}
+	}
+}
