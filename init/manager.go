@@ -302,6 +302,7 @@ func (vm *Manager) Run(ctx context.Context) string {
 	}()
 	vm.loop.Run(vm.ctx)
 	vm.control.Close()
+	vm.units.Close()
 	if vm.guests != nil {
 		vm.guests.Close()
 	}

@@ -193,6 +193,19 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 		if u.cfg.Socket != nil {
 			return newSocketUnit(u)
 		}
+	case unitfile.TypeTimer:
+		if u.cfg.Timer != nil {
+			t, err := newTimer(u)
+			if err != nil {
+				// The loader keeps calendar expressions as written; one
+				// that does not parse makes the unit a bad setting.
+				u.LoadState = LoadBadSetting
+				u.LoadError = fmt.Sprintf("%s: %v", u.Fragment, err)
+				m.logf("%s: %v", u.Name, u.LoadError)
+				return &inertBehaviour{u: u}
+			}
+			return t
+		}
 	}
 	return &unsupported{target: target{u: u}}
 }

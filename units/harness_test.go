@@ -93,6 +93,7 @@ func newHarnessWith(t *testing.T, files map[string]string, adjust func(*Options)
 		}
 		cancel()
 		<-done
+		h.m.Close()
 	})
 	return h
 }

@@ -10,6 +10,7 @@ import (
 
 	"vigil/observer"
 	"vigil/observer/cgroupevents"
+	"vigil/observer/clock"
 	"vigil/observer/notify"
 	"vigil/observer/process"
 	"vigil/units/api"
@@ -79,6 +80,9 @@ type Manager struct {
 
 	shuttingDown bool
 	problems     []string
+
+	// clock reports wall-clock and time zone changes to calendar timers.
+	clock *clock.Watcher
 
 	// slowTimer announces long-running jobs; slowTurn rotates among them.
 	slowTimer observer.TimerID

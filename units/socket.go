@@ -529,21 +529,29 @@ func (m *Manager) onSocketEvent(ev *observer.Event) {
 	}
 }
 
-// noticeTriggers tells the socket units that activate u of its change.
+// triggering is implemented by the units that activate others (sockets,
+// timers): they follow the state of what they triggered.
+type triggering interface {
+	triggeredChanged(u *Unit)
+}
+
+// noticeTriggers tells the units that activate u of its change.
 func (m *Manager) noticeTriggers(u *Unit) {
-	s, isService := u.behaviour.(*service)
-	if !isService {
-		return
-	}
-	if s.acceptedBy != nil {
+	if s, isService := u.behaviour.(*service); isService && s.acceptedBy != nil {
 		s.acceptedBy.instanceChanged(s)
 	}
 	for name := range u.deps[TriggeredBy] {
-		if su := m.units[name]; su != nil {
-			if k, ok := su.behaviour.(*socketUnit); ok {
-				k.serviceChanged(u)
+		if tu := m.units[name]; tu != nil {
+			if t, ok := tu.behaviour.(triggering); ok {
+				t.triggeredChanged(u)
 			}
 		}
+	}
+}
+
+func (k *socketUnit) triggeredChanged(u *Unit) {
+	if _, isService := u.behaviour.(*service); isService {
+		k.serviceChanged(u)
 	}
 }
 
@@ -639,6 +647,9 @@ func addActivationDeps(u *Unit, cfg *config, add func(*Unit, DepKind, string)) {
 			add(u, Before, cfg.Socket.Service)
 			add(u, Triggers, cfg.Socket.Service)
 		}
+	case cfg.Timer != nil && cfg.Type == unitfile.TypeTimer:
+		add(u, Before, cfg.Timer.Unit)
+		add(u, Triggers, cfg.Timer.Unit)
 	case cfg.Service != nil && cfg.Type == unitfile.TypeService:
 		for _, name := range cfg.Service.Sockets {
 			add(u, Wants, name)

@@ -81,7 +81,7 @@ func commands() []*command {
 		{Name: "emit", Args: "NAME [KEY=VALUE...]", Summary: "Inject a custom event into the observer", MinArgs: 1, MaxArgs: -1, Run: (*env).runEmit},
 		{Name: "observe", Aliases: []string{"monitor"}, Args: "[FILTER...]", Summary: "Print live events, as udevadm monitor does (e.g. source=uevent SUBSYSTEM=block)", MaxArgs: -1, Run: (*env).runObserve},
 		{Name: "observers", Summary: "List observers and sources with their event and drop counts", MaxArgs: 0, Run: (*env).runObservers},
-		topCommand(), setPropertyCommand(),
+		topCommand(), setPropertyCommand(), timersCommand(),
 		{Name: "version", Aliases: []string{"ping"}, Summary: "Show the manager's version", MaxArgs: 0, Run: (*env).runVersion},
 	}, calendarCommands()...)
 }
