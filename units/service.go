@@ -683,15 +683,33 @@ func (s *service) enterSignal(sub string) {
 			s.u.Logf("%v", err)
 		}
 	}
-	for _, pid := range pids {
-		syscall.Kill(pid, sig)
-		if s.cfg.SendSIGHUP && sig != syscall.SIGKILL && pid == s.mainPID {
-			syscall.Kill(pid, syscall.SIGHUP)
+	signalled := map[int]bool{}
+	send := func(pids []int) {
+		for _, pid := range pids {
+			if signalled[pid] {
+				continue
+			}
+			signalled[pid] = true
+			syscall.Kill(pid, sig)
+			if s.cfg.SendSIGHUP && sig != syscall.SIGKILL && pid == s.mainPID {
+				syscall.Kill(pid, syscall.SIGHUP)
+			}
+			if sig != syscall.SIGKILL && sig != syscall.SIGSTOP {
+				syscall.Kill(pid, syscall.SIGCONT)
+			}
 		}
 	}
-	if sig != syscall.SIGKILL && sig != syscall.SIGSTOP {
-		for _, pid := range pids {
-			syscall.Kill(pid, syscall.SIGCONT)
+	send(pids)
+	// A process forked while the list was read escapes it: read the group
+	// again until it holds nobody new, as systemd does (bounded, so a fork
+	// loop cannot keep the loop here).
+	if s.cgroup != "" && sub != svcStopSigkill && sub != svcFinalSigkill {
+		for i := 0; i < 16; i++ {
+			before := len(signalled)
+			send(s.killTargets(false))
+			if len(signalled) == before {
+				break
+			}
 		}
 	}
 	next := svcStopSigkill
