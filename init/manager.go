@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	vdbus "vigil/dbus"
+	"vigil/init/kmod"
 	"vigil/observer"
 	"vigil/observer/control"
 	"vigil/observer/guests"
@@ -64,6 +66,11 @@ type Config struct {
 	// SystemBus makes the manager own org.freedesktop.systemd1 on the
 	// system bus whenever a dbus-daemon runs.
 	SystemBus bool
+	// Devices turns on device events: the kernel's uevent socket,
+	// coldplug, module autoloading, /dev/disk links and device rules,
+	// device units and [trigger] uevent units. PID 1 sets it; a manager
+	// beside another init must not touch /dev.
+	Devices bool
 }
 
 // Manager is a running Vigil manager.
@@ -160,6 +167,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		KernelCommandLine: cfg.KernelCommandLine,
 		Virtualization:    cfg.Virtualization,
 		Specifiers:        spec,
+		Devices:           deviceOptions(cfg.Devices),
 	})
 	if err != nil {
 		cancel()
@@ -189,11 +197,35 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 			logf("D-Bus private socket: %v", err)
 		}
 		if cfg.SystemBus {
-			go vm.bus.ServeSystemBus(vm.ctx, "")
+			vm.loop.Do(vm.joinBusWhenUp)
 		}
 	}
 	vm.loop.Do(vm.boot)
 	return vm, nil
+}
+
+// deviceOptions gives PID 1's device handling, or nil when off.
+func deviceOptions(on bool) *units.DeviceOptions {
+	if !on {
+		return nil
+	}
+	loader := &kmod.Loader{}
+	return &units.DeviceOptions{
+		Listen:           true,
+		Coldplug:         true,
+		ProbeFilesystems: true,
+		ManageNodes:      true,
+		// Most devices have no module in the image (or need none): that
+		// is not worth a log line per device.
+		ResolveModule: func(alias string) ([]string, error) {
+			mods, err := loader.Resolve(alias)
+			if errors.Is(err, kmod.ErrNotFound) {
+				return nil, nil
+			}
+			return mods, err
+		},
+		LoadModule: loader.Load,
+	}
 }
 
 // closeRangeCloexec is CLOSE_RANGE_CLOEXEC of close_range(2) (Linux 5.11).
@@ -302,6 +334,7 @@ func (vm *Manager) Run(ctx context.Context) string {
 	}()
 	vm.loop.Run(vm.ctx)
 	vm.control.Close()
+	vm.units.StopDevices()
 	vm.units.Close()
 	if vm.guests != nil {
 		vm.guests.Close()
@@ -315,4 +348,24 @@ func (vm *Manager) Run(ctx context.Context) string {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	return vm.shutdown
+}
+
+// joinBusWhenUp connects to the system bus once the unit serving it is
+// active, as systemd does. Connecting earlier would itself start a
+// socket-activated bus (and the boot would wait on it) just for PID 1.
+func (vm *Manager) joinBusWhenUp() {
+	joined := false
+	join := func(u *units.Unit) {
+		if joined || (u.Name != "dbus.service" && u.Name != "dbus-broker.service") {
+			return
+		}
+		if state, _ := u.Active(); state == units.StateActive {
+			joined = true
+			go vm.bus.ServeSystemBus(vm.ctx, "")
+		}
+	}
+	vm.units.WatchUnits(join)
+	for _, u := range vm.units.Units() {
+		join(u)
+	}
 }
