@@ -1611,3 +1611,16 @@ func TestListTimersE2E(t *testing.T) {
 	// after the last run, which happened just now.
 	mustContain(t, "list-timers", out, "min_left ", "_ago tick.timer tick.service")
 }
+
+func TestSocketListingAndStatusE2E(t *testing.T) {
+	t.Parallel()
+	v := startVigil(t, map[string]string{
+		"echo.socket":  "[socket]\nlisten-stream = \"@DIR@/echo.sock\"\n",
+		"echo.service": "[service]\nexec-start = \"/bin/sleep 60\"\n",
+	})
+	v.expect(0, "start", "echo.socket")
+	sock := filepath.Join(v.dir, "echo.sock")
+	out := v.expect(0, "list", "--type", "socket").stdout
+	mustContain(t, "list --type socket", out, "echo.socket loaded active listening "+sock+"_(Stream) echo.service 0 0")
+	mustContain(t, "status echo.socket", v.expect(0, "status", "echo.socket").stdout, "Listen: "+sock+" (Stream)")
+}

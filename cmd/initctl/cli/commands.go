@@ -130,6 +130,17 @@ func (e *env) printUnitTable(units []api.UnitSummary, all bool) {
 	if withJob {
 		t.header = append(t.header, "JOB")
 	}
+	// A listing of sockets shows what each one listens on and activates,
+	// with its connection counts.
+	sockets := len(units) > 0
+	for _, u := range units {
+		if u.Type != "socket" {
+			sockets = false
+		}
+	}
+	if sockets {
+		t.header = append(t.header, "LISTEN", "ACTIVATES", "CONNECTIONS", "ACCEPTED")
+	}
 	t.header = append(t.header, "DESCRIPTION")
 	for _, u := range units {
 		mark := ""
@@ -141,6 +152,9 @@ func (e *env) printUnitTable(units []api.UnitSummary, all bool) {
 		row := []string{u.Name, u.Load, u.Active, u.Sub}
 		if withJob {
 			row = append(row, u.JobType)
+		}
+		if sockets {
+			row = append(row, u.Extra["listen"], u.Extra["activates"], u.Extra["connections"], u.Extra["accepted"])
 		}
 		t.add(mark, append(row, u.Description)...)
 	}

@@ -168,6 +168,20 @@ func (e *env) formatStatus(w io.Writer, st *api.UnitStatus, maxLogs int) {
 	if st.StatusText != "" {
 		field("Status", fmt.Sprintf("%q", st.StatusText))
 	}
+	// Socket units: where they listen, as systemctl status shows it.
+	for i, addr := range strings.Split(st.Extra["listen"], "\n") {
+		if addr == "" {
+			continue
+		}
+		if i == 0 {
+			field("Listen", addr)
+		} else {
+			cont(addr)
+		}
+	}
+	if st.Extra["accepted"] != "" {
+		field("Accepted", st.Extra["accepted"]+"; Connected: "+st.Extra["connections"])
+	}
 	if st.NRestarts > 0 {
 		field("Restarts", fmt.Sprint(st.NRestarts))
 	}
