@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,48 +23,78 @@ import (
 )
 
 // Boot runs Vigil as PID 1: early boot, the manager, and at the end the
-// final shutdown. It never returns; PID 1 must not exit.
+// final shutdown. On a machine it never returns: PID 1 must not exit.
+// As PID 1 of a container (see early.DetectContainer) it exits with
+// status 0 after an ordered stop, because there the end of PID 1 is how
+// the container ends.
 func Boot() {
+	// Before /proc is mounted: the checks need only our own environment,
+	// files and capabilities.
+	container, inContainer := early.DetectContainer()
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(os.Stderr, "vigil: PANIC in PID 1: %v\n%s\n", r, debug.Stack())
+			if inContainer {
+				// A container has no console to rescue it from: stop
+				// what is left and let the container manager see the
+				// failure.
+				stopRemainingProcesses()
+				os.Exit(1)
+			}
 			emergencyLoop(fmt.Sprint(r))
 		}
 	}()
 	execUptime, _ := early.Uptime()
-	cmd := earlyBoot()
-	if !inContainer() {
+	mountAPI(inContainer)
+	cmd, cmdText := bootCommandLine(inContainer)
+	log := newConsoleLog(os.Stdout, cmd)
+	log.debugf("kernel command line: %s", cmdText)
+	if inContainer {
+		log.debugf("running as PID 1 of a container (%s): skipping console, kernel modules, Ctrl-Alt-Del and cgroup setup; exiting at shutdown", container)
+	}
+	earlyBoot(cmd, inContainer, log)
+	if !inContainer {
 		// PID 1 leaves the root cgroup to its units' slices (no internal
 		// processes beside enabled controllers).
 		if err := EnterInitScope(); err != nil {
 			console("cgroup: %v", err)
 		}
 	}
-	action := runPID1(cmd, execUptime)
+	action := runPID1(cmd, cmdText, execUptime, inContainer, log)
+	if inContainer {
+		os.Exit(containerFinalStage(action))
+	}
 	finalStage(action)
 }
 
-// console prints a vigil line on the console.
+// console prints a vigil line on the console. These are the lines of the
+// console contract (reached default target, shutdown complete, emergency
+// mode) and problems of PID 1 itself: always shown, whatever the log level.
 func console(format string, args ...any) {
 	fmt.Fprintf(os.Stdout, "vigil: "+format+"\n", args...)
 }
 
-func inContainer() bool {
-	if os.Getenv("container") != "" {
-		return true
+// bootCommandLine is what PID 1 reads its options from: the kernel command
+// line on a machine; in a container, as systemd does, its own arguments
+// (the kernel's line belongs to the host).
+func bootCommandLine(inContainer bool) (cmdline.Cmdline, string) {
+	if inContainer {
+		text := strings.Join(os.Args[1:], " ")
+		return cmdline.Parse(text), text
 	}
-	for _, f := range []string{"/.dockerenv", "/run/.containerenv"} {
-		if _, err := os.Stat(f); err == nil {
-			return true
-		}
+	data, err := os.ReadFile(cmdline.DefaultPath)
+	if err != nil {
+		console("reading the kernel command line: %v", err)
+		return cmdline.Cmdline{}, ""
 	}
-	return false
+	text := strings.TrimSpace(string(data))
+	return cmdline.Parse(text), text
 }
 
-// earlyBoot does what must happen before any unit: API file systems, the
-// console, hostname, loopback, machine-id, kernel modules.
-func earlyBoot() cmdline.Cmdline {
-	container := inContainer()
+// mountAPI mounts the API file systems (skipping, in a container, what
+// the container manager did or forbids) and, on a machine, takes the
+// console as stdio: everything after reads /proc or prints.
+func mountAPI(container bool) {
 	for _, err := range early.MountAPI("/", early.MountOptions{Container: container}) {
 		fmt.Fprintf(os.Stderr, "vigil: early mount: %v\n", err)
 	}
@@ -71,12 +103,14 @@ func earlyBoot() cmdline.Cmdline {
 			fmt.Fprintf(os.Stderr, "vigil: console: %v\n", err)
 		}
 	}
+}
+
+// earlyBoot does what must happen before any unit and after the API file
+// systems: hostname, loopback, machine-id, kernel modules. In a container
+// it skips what the container manager did or forbids.
+func earlyBoot(cmd cmdline.Cmdline, container bool, log *consoleLog) {
 	os.Setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	syscall.Umask(0o022)
-	cmd, err := cmdline.Read("/proc/cmdline")
-	if err != nil {
-		console("reading the kernel command line: %v", err)
-	}
 	if err := early.CreateRunSystemd("/"); err != nil {
 		console("%v", err)
 	}
@@ -88,18 +122,21 @@ func earlyBoot() cmdline.Cmdline {
 	if err := early.LoopbackUp(); err != nil {
 		console("loopback: %v", err)
 	}
-	if _, err := early.MachineID("/"); err != nil {
+	if id, err := early.MachineID("/"); err != nil {
 		console("machine-id: %v", err)
+	} else {
+		log.debugf("machine-id %s", id)
 	}
-	if _, err := early.SeedRandom("/"); err != nil {
+	if n, err := early.SeedRandom("/"); err != nil {
 		console("random seed: %v", err)
+	} else if n > 0 {
+		log.debugf("seeded the random pool with %d bytes", n)
 	}
 	if !container {
 		loadModules(cmd)
 		// Ctrl-Alt-Del becomes SIGINT to PID 1 instead of an instant reboot.
 		unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 	}
-	return cmd
 }
 
 func loadModules(cmd cmdline.Cmdline) {
@@ -117,7 +154,49 @@ func loadModules(cmd cmdline.Cmdline) {
 	}
 }
 
-func runPID1(cmd cmdline.Cmdline, execUptime time.Duration) string {
+// DebugShellUnit is the builtin unit that vigil.debug-shell starts.
+const DebugShellUnit = "debug-shell.service"
+
+// defaultDebugShellTTY is where systemd's debug-shell.service puts its
+// shell, and so ours.
+const defaultDebugShellTTY = "/dev/tty9"
+
+// enableDebugShell writes what vigil.debug-shell asks for into unitDir,
+// a runtime unit directory the manager reads at start, as
+// systemd-debug-generator does: a link in sysinit.target.wants, so the
+// shell is part of the boot transaction from its first moment (it has no
+// default dependencies, so nothing holds it back), and, for a tty other
+// than the builtin unit's, a drop-in that moves it there.
+func enableDebugShell(unitDir, tty string) error {
+	wants := filepath.Join(unitDir, "sysinit.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		return fmt.Errorf("debug shell: %w", err)
+	}
+	// The loader goes by the link's name; the builtin file is found in
+	// the builtin directory.
+	if err := os.Symlink("../"+DebugShellUnit, filepath.Join(wants, DebugShellUnit)); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("debug shell: %w", err)
+	}
+	if tty == "" || tty == defaultDebugShellTTY {
+		return nil
+	}
+	if !strings.HasPrefix(tty, "/") {
+		tty = "/dev/" + tty
+	}
+	dir := filepath.Join(unitDir, DebugShellUnit+".d")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("debug shell drop-in: %w", err)
+	}
+	text := "# Written by vigil from vigil.debug-shell= on the kernel command line.\n" +
+		"[unit]\ndescription = " + strconv.Quote("Early root shell on "+tty+" FOR DEBUGGING ONLY") + "\n" +
+		"[service]\ntty-path = " + strconv.Quote(tty) + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "tty.toml"), []byte(text), 0o644); err != nil {
+		return fmt.Errorf("debug shell drop-in: %w", err)
+	}
+	return nil
+}
+
+func runPID1(cmd cmdline.Cmdline, cmdText string, execUptime time.Duration, container bool, log *consoleLog) string {
 	target := "default.target"
 	if t, ok := cmd.Target(); ok {
 		target = t
@@ -139,23 +218,40 @@ func runPID1(cmd cmdline.Cmdline, execUptime time.Duration) string {
 	if mode, _ := cmd.ShowStatus(); mode == "no" {
 		status = nil
 	}
+	wants := cmd.Wants()
+	if on, tty := cmd.DebugShell(); on {
+		// Not through Config.Wants: the manager enqueues those after the
+		// default target's transaction, and the shell must be there
+		// early, for a boot that hangs.
+		if err := enableDebugShell("/run/vigil/units", tty); err != nil {
+			console("%v", err)
+		}
+		if tty == "" {
+			tty = defaultDebugShellTTY
+		}
+		console("debug shell: a root shell without login on %s (vigil.debug-shell); do not use on a machine others can reach", tty)
+	}
+	virtualization := ""
+	if container {
+		virtualization, _ = early.DetectContainer()
+	}
 	var vm *Manager
 	cfg := Config{
-		UnitPaths:         DefaultUnitPaths(),
-		RuntimeDir:        "/run/vigil",
-		BusPrivate:        "/run/systemd/private",
-		SystemBus:         true,
+		UnitPaths:  DefaultUnitPaths(),
+		RuntimeDir: "/run/vigil",
+		BusPrivate: "/run/systemd/private",
+		SystemBus:  true,
+		// A container's /dev and its devices belong to the container
+		// manager (systemd runs no udev in a container either).
+		Devices:           !container,
 		StateDir:          stateDir,
 		DefaultTarget:     target,
-		Wants:             cmd.Wants(),
+		Wants:             wants,
 		Console:           status,
 		Color:             color,
-		KernelCommandLine: readCmdline(),
-		Logf: func(format string, args ...any) {
-			if strings.Contains(format, "did not answer") || strings.HasPrefix(format, "observer:") {
-				fmt.Fprintf(os.Stdout, "vigil: "+format+"\n", args...)
-			}
-		},
+		KernelCommandLine: cmdText,
+		Virtualization:    virtualization,
+		Logf:              log.managerLogf,
 		OnDefaultTarget: func(name, result string) {
 			up, _ := early.Uptime()
 			if result == api.ResultDone {
@@ -171,10 +267,14 @@ func runPID1(cmd cmdline.Cmdline, execUptime time.Duration) string {
 			}
 		},
 	}
+	log.debugf("starting the manager: default target %s, wants %v, unit paths %v, state in %s", target, wants, cfg.UnitPaths, stateDir)
 	var err error
 	vm, err = Start(context.Background(), cfg)
 	if err != nil {
 		console("cannot start the manager: %v", err)
+		if container {
+			return "exit"
+		}
 		emergencyLoop(err.Error())
 	}
 	sigs := make(chan os.Signal, 8)
@@ -183,7 +283,8 @@ func runPID1(cmd cmdline.Cmdline, execUptime time.Duration) string {
 		rtmin+3, rtmin+4, rtmin+5, syscall.SIGHUP)
 	go func() {
 		for sig := range sigs {
-			action := signalAction(sig, rtmin)
+			action := signalAction(sig, rtmin, container)
+			log.debugf("signal %v: %q", sig, action)
 			if action == "" {
 				continue
 			}
@@ -202,8 +303,13 @@ func runPID1(cmd cmdline.Cmdline, execUptime time.Duration) string {
 }
 
 // signalAction maps signals to PID 1 as systemd and busybox's halt,
-// poweroff and reboot send them.
-func signalAction(sig os.Signal, rtmin syscall.Signal) string {
+// poweroff and reboot send them. In a container SIGTERM and SIGINT mean
+// an ordered poweroff: that is how `docker stop` and friends (and a
+// terminal's Ctrl-C on `docker run -it`) ask a container to end.
+func signalAction(sig os.Signal, rtmin syscall.Signal, container bool) string {
+	if container && (sig == syscall.SIGTERM || sig == syscall.SIGINT) {
+		return "poweroff"
+	}
 	switch sig {
 	case syscall.SIGINT:
 		return "ctrl-alt-del"
@@ -220,9 +326,37 @@ func signalAction(sig os.Signal, rtmin syscall.Signal) string {
 	return ""
 }
 
-func readCmdline() string {
-	data, _ := os.ReadFile("/proc/cmdline")
-	return strings.TrimSpace(string(data))
+// stopRemainingProcesses sends SIGTERM to every process left, waits up to
+// 5 s, then sends SIGKILL. Units have stopped in order before; this is
+// for what escaped them.
+func stopRemainingProcesses() {
+	left, _ := shutdown.KillAll(syscall.SIGTERM, nil)
+	if len(left) > 0 {
+		console("sent SIGTERM to %d remaining process(es)", len(left))
+	}
+	left = shutdown.WaitForProcesses(5*time.Second, nil, func(remaining []shutdown.Proc) {
+		console("waiting for %d process(es) to exit", len(remaining))
+	})
+	if len(left) > 0 {
+		console("sending SIGKILL to %d remaining process(es)", len(left))
+		shutdown.KillAll(syscall.SIGKILL, nil)
+		shutdown.WaitForProcesses(2*time.Second, nil, nil)
+	}
+}
+
+// containerFinalStage ends a container's PID 1 after every unit stopped:
+// it stops what is left and returns the exit status (0). It neither
+// unmounts (the mounts belong to the container's namespace, which goes
+// with it) nor calls reboot(2) (which in a PID namespace would only kill
+// us with a signal the container manager reads as a crash or a reboot).
+func containerFinalStage(action string) int {
+	go reapForever()
+	if action == "" || action == "exit" {
+		action = "poweroff"
+	}
+	stopRemainingProcesses()
+	console("container shutdown complete: %s; exiting with status 0", action)
+	return 0
 }
 
 // finalStage runs after every unit stopped: kill what is left, unmount,
@@ -233,15 +367,7 @@ func finalStage(action string) {
 		action = "poweroff"
 	}
 	console("sending SIGTERM to remaining processes")
-	shutdown.KillAll(syscall.SIGTERM, nil)
-	left := shutdown.WaitForProcesses(5*time.Second, nil, func(remaining []shutdown.Proc) {
-		console("waiting for %d process(es) to exit", len(remaining))
-	})
-	if len(left) > 0 {
-		console("sending SIGKILL to %d remaining process(es)", len(left))
-		shutdown.KillAll(syscall.SIGKILL, nil)
-		shutdown.WaitForProcesses(2*time.Second, nil, nil)
-	}
+	stopRemainingProcesses()
 	shutdown.Sync()
 	clean, problems := shutdown.UnmountAll("/proc/self/mountinfo")
 	for _, p := range problems {
@@ -293,4 +419,129 @@ func emergencyLoop(reason string) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
+}
+
+// logLevel is a syslog priority, the scale of vigil.log-level=.
+type logLevel int
+
+const (
+	levelEmerg logLevel = iota
+	levelAlert
+	levelCrit
+	levelErr
+	levelWarning
+	levelNotice
+	levelInfo
+	levelDebug
+)
+
+func (l logLevel) String() string {
+	if l < levelEmerg || l > levelDebug {
+		return strconv.Itoa(int(l))
+	}
+	return [...]string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}[l]
+}
+
+// parseLogLevel reads a vigil.log-level= value: a syslog level name as
+// systemd takes them (emerg, alert, crit, err, warning, notice, info,
+// debug; also error, warn, critical, emergency) or its number 0-7.
+func parseLogLevel(s string) (logLevel, error) {
+	word := strings.ToLower(strings.TrimSpace(s))
+	if n, err := strconv.Atoi(word); err == nil {
+		if n < int(levelEmerg) || n > int(levelDebug) {
+			return 0, fmt.Errorf("log level %q: a number must be 0-7", s)
+		}
+		return logLevel(n), nil
+	}
+	switch word {
+	case "emergency":
+		return levelEmerg, nil
+	case "critical":
+		return levelCrit, nil
+	case "error":
+		return levelErr, nil
+	case "warn":
+		return levelWarning, nil
+	}
+	for l := levelEmerg; l <= levelDebug; l++ {
+		if l.String() == word {
+			return l, nil
+		}
+	}
+	return 0, fmt.Errorf("log level %q: want emerg, alert, crit, err, warning, notice, info, debug or 0-7", s)
+}
+
+// consoleLog is PID 1's filter for its own log lines on the console.
+type consoleLog struct {
+	w   io.Writer
+	max logLevel
+}
+
+// newConsoleLog takes the level from vigil.log-level= (systemd.log_level=).
+// Without one it is info, as systemd's; but "quiet" makes it warning:
+// systemd's lines reach the console through the kernel log, whose console
+// level "quiet" sets to warnings, and ours should not say more.
+func newConsoleLog(w io.Writer, cmd cmdline.Cmdline) *consoleLog {
+	c := &consoleLog{w: w, max: levelInfo}
+	if cmd.Quiet() {
+		c.max = levelWarning
+	}
+	if v, ok := cmd.LogLevel(); ok {
+		l, err := parseLogLevel(v)
+		if err != nil {
+			fmt.Fprintf(w, "vigil: %v; keeping %s\n", err, c.max)
+		} else {
+			c.max = l
+		}
+	}
+	return c
+}
+
+// debugf prints a debug-level line of PID 1's own, marked "debug:".
+func (c *consoleLog) debugf(format string, args ...any) {
+	if c.max >= levelDebug {
+		fmt.Fprintf(c.w, "vigil: debug: "+format+"\n", args...)
+	}
+}
+
+// managerLogf is the manager's Logf: the line is shown when its level
+// (managerLineLevel) is within the console's.
+func (c *consoleLog) managerLogf(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if managerLineLevel(line) <= c.max {
+		fmt.Fprintf(c.w, "vigil: %s\n", line)
+	}
+}
+
+// managerLineLevel gives a manager log line its syslog level. The
+// manager's Logf carries no level, so the level is read from the words
+// of the line, after the levels systemd logs the same messages at:
+// successful exits, timer elapses and observer traffic are debug;
+// failures are err; refusals, timeouts and things ignored are warning;
+// unclean exits and kills are notice; the rest is info.
+func managerLineLevel(line string) logLevel {
+	has := func(words ...string) bool {
+		for _, w := range words {
+			if strings.Contains(line, w) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case strings.HasPrefix(line, "debug: "), strings.HasSuffix(line, "exited, code=exited, status=0"),
+		strings.HasSuffix(line, "exited, status=0"),
+		has("Timer elapsed", "Main PID is now", "dbus: serving", "Device is plugged in", "coldplug: "):
+		return levelDebug
+	case has("PANIC", "panic"):
+		return levelCrit
+	case has("Failed", "failed", "cannot", "Cannot", "Could not", "could not", "Assertion", "OOM killer", "Watchdog timeout"):
+		return levelErr
+	case has("Warning", "warning", "did not answer", "timed out", "ignored", "Ignoring", "refusing", "dropped",
+		"repeated too quickly", "still has processes", "still around", "without cgroups", "missing", "autoload for"):
+		return levelWarning
+	case has("exited", "killed", "bound to inactive"):
+		return levelNotice
+	}
+	return levelInfo
 }

@@ -6,4 +6,9 @@
 // Its sub-packages hold the PID 1 duties themselves (early mounts, kernel
 // modules, the kernel command line, shutdown, the emergency shell), each
 // testable without being PID 1.
+//
+// PID 1 never exits, with one exception: as PID 1 of a container
+// (early.DetectContainer) Vigil exits with status 0 after its ordered
+// shutdown, because a container ends when its PID 1 does; there it neither
+// unmounts nor calls reboot(2).
 package pid1

@@ -11,11 +11,11 @@ import (
 // that asks for it.
 func TestTimersInGuest(t *testing.T) {
 	units := map[string]string{
-		"tick.service": "[service]\ntype = \"oneshot\"\nexec-start = [\"/bin/sh\", \"-c\", \"cut -d' ' -f1 /proc/uptime >> /run/ticks\"]\n",
-		"tick.timer":   "[timer]\non-boot = \"2s\"\non-unit-active = \"1s\"\naccuracy = \"1ms\"\n[install]\nwanted-by = [\"timers.target\"]\n",
+		"tick.service":                        "[service]\ntype = \"oneshot\"\nexec-start = [\"/bin/sh\", \"-c\", \"cut -d' ' -f1 /proc/uptime >> /run/ticks\"]\n",
+		"tick.timer":                          "[timer]\non-boot = \"2s\"\non-unit-active = \"1s\"\naccuracy = \"1ms\"\n[install]\nwanted-by = [\"timers.target\"]\n",
 		"timers.target.wants/tick.timer.link": "../tick.timer",
-		"jump.service":  "[service]\ntype = \"oneshot\"\nexec-start = [\"/bin/sh\", \"-c\", \"date +%%Y >> /run/jumps\"]\n",
-		"jump.timer":    "[timer]\non-clock-change = true\non-calendar = \"2099-01-01\"\n",
+		"jump.service":                        "[service]\ntype = \"oneshot\"\nexec-start = [\"/bin/sh\", \"-c\", \"date +%%Y >> /run/jumps\"]\n",
+		"jump.timer":                          "[timer]\non-clock-change = true\non-calendar = \"2099-01-01\"\n",
 		"timers.target.wants/jump.timer.link": "../jump.timer",
 	}
 	script := `

@@ -189,6 +189,8 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 		}
 	case unitfile.TypeTarget:
 		return &target{u: u}
+	case unitfile.TypeDevice:
+		return newDevice(u)
 	case unitfile.TypeSocket:
 		if u.cfg.Socket != nil {
 			return newSocketUnit(u)
@@ -246,6 +248,9 @@ func (m *Manager) LoadUnit(name string) (*Unit, error) {
 	cfg, err := unitfile.Load(m.searchPaths(), name, m.opts.Specifiers)
 	var u *Unit
 	switch {
+	case n.Type == unitfile.TypeDevice && (cfg == nil || cfg.LoadState == unitfile.LoadStateNotFound):
+		// Device units need no file (device.go).
+		u = m.newDeviceUnit(name)
 	case cfg != nil:
 		u = m.addUnit(cfg)
 	case errors.Is(err, fs.ErrNotExist) || err == nil:
@@ -355,6 +360,9 @@ func (m *Manager) rebuildGraph() {
 }
 
 func (u *Unit) jobTimeout() time.Duration {
+	if u.Type == string(unitfile.TypeDevice) {
+		return u.m.deviceJobTimeout(u)
+	}
 	if u.cfg == nil || u.cfg.Unit.JobTimeout == unitfile.Infinity {
 		return 0
 	}
@@ -379,5 +387,6 @@ func (u *Unit) execContext() *unitfile.ExecContext {
 // Reload re-reads unit files without restarting anything.
 func (m *Manager) Reload() api.ReloadResult {
 	sum := m.scan()
+	m.syncTriggers()
 	return api.ReloadResult{Added: sum.Added, Removed: sum.Removed, Changed: sum.Changed, Problems: m.problems}
 }

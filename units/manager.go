@@ -61,6 +61,11 @@ type Options struct {
 	// NotifySocket is where services send sd_notify messages; default
 	// RuntimeDir/notify, "-" for none (services of type notify then fail).
 	NotifySocket string
+	// Devices turns on device events: device units, [trigger] uevent
+	// units, coldplug and (for PID 1) module autoloading and /dev links
+	// (device.go). Nil: device units appear only when named, and stay
+	// dead.
+	Devices *DeviceOptions
 }
 
 // Manager owns the units and their jobs. All its methods must be called on
@@ -108,6 +113,8 @@ type Manager struct {
 	// socketEvents is the one source all socket units' watchers post to
 	// (socket.go): the loop cannot drop sources.
 	socketEvents *observer.Source
+	// devices follows device events (device.go); never nil.
+	devices *devices
 }
 
 // processOwner is told when a process it started exits.
@@ -138,6 +145,7 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 		pids:         map[int]processOwner{},
 		jobWatchers:  map[int]func(*Job){},
 		unitWatchers: map[int]func(*Unit){},
+		devices:      newDevices(opts.Devices),
 	}
 	for _, dir := range []string{opts.RuntimeDir, opts.StateDir} {
 		if dir == "" {
@@ -208,6 +216,11 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 			_, err := m.Enqueue(args["unit"], typ, args["mode"])
 			return err
 		})
+	}
+	// Triggers register with the start actor, defined just above.
+	m.syncTriggers()
+	if err := m.startDevices(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -170,4 +170,3 @@ func (w *Watcher) closeFDs() {
 		unix.Close(w.ifd)
 	}
 }
-

@@ -46,6 +46,8 @@ type Unit struct {
 	Timer     *TimerSection     `section:"timer" types:"timer"`
 	Target    *TargetSection    `section:"target" types:"target"`
 	Resources *ResourcesSection `section:"resources" types:"service socket mount slice scope"`
+	// Trigger is events that start the unit (services, targets, mounts).
+	Trigger *TriggerSection `section:"trigger" types:"service target mount"`
 }
 
 // UnitSection is [unit]: description, dependencies, ordering, conditions.
