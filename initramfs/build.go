@@ -243,6 +243,13 @@ func addModules(im *Image, dir string, names []string) error {
 	if err := im.AddBytes(guestDir+"/modules.dep", FormatModulesDep(set.Dep), 0o644); err != nil {
 		return err
 	}
+	// modules.alias, cut to the modules carried, is what autoloading
+	// resolves a hot-plugged device's MODALIAS through.
+	if aliases, err := carriedAliases(filepath.Join(dir, "modules.alias"), set); err == nil {
+		if err := im.AddBytes(guestDir+"/modules.alias", aliases, 0o644); err != nil {
+			return err
+		}
+	}
 	// modules.builtin lets the loader tell a built-in module from a
 	// missing one.
 	if _, err := os.Stat(filepath.Join(dir, "modules.builtin")); err == nil {

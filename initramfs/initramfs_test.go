@@ -520,3 +520,17 @@ func BenchmarkBuild(b *testing.B) {
 	}
 	b.ReportMetric(float64(size)/1e6, "MB/image")
 }
+
+func TestImageCarriesAliasesOfItsModules(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "modules.alias"), []byte("# comment\nalias virtio:d00000002v* virtio_blk\nalias pci:v00001AF4d* virtio_pci\nalias usb:v* usbcore\n"), 0o644)
+	set := &ModuleSet{Paths: []string{"kernel/drivers/block/virtio_blk.ko", "kernel/drivers/virtio/virtio_pci.ko"}}
+	got, err := carriedAliases(filepath.Join(dir, "modules.alias"), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "alias virtio:d00000002v* virtio_blk\nalias pci:v00001AF4d* virtio_pci\n"
+	if string(got) != want {
+		t.Errorf("aliases %q, want %q", got, want)
+	}
+}

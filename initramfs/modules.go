@@ -191,3 +191,24 @@ func FormatModulesDep(deps []ModuleDep) []byte {
 	}
 	return b.Bytes()
 }
+
+// carriedAliases reads a modules.alias and keeps the aliases of the modules
+// in set.
+func carriedAliases(path string, set *ModuleSet) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	carried := map[string]bool{}
+	for _, p := range set.Paths {
+		carried[ModuleName(p)] = true
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 3 && f[0] == "alias" && carried[f[2]] {
+			b.WriteString(line + "\n")
+		}
+	}
+	return []byte(b.String()), nil
+}
