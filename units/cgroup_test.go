@@ -102,6 +102,12 @@ func TestServiceBornInItsCgroup(t *testing.T) {
 			t.Errorf("%s: processes %+v", name, st.Processes)
 		}
 	}
+	// The listing (initctl list -o json) carries the accounting too.
+	var rows []api.UnitSummary
+	h.do(func() { rows = h.m.List(api.ListArgs{Patterns: []string{"db.service"}}) })
+	if len(rows) != 1 || rows[0].Accounting == nil || rows[0].Accounting.CPUUsageNSec == nil {
+		t.Errorf("list without accounting: %+v", rows)
+	}
 	if res, _ := h.stop("sleeper.service"); res != api.ResultDone {
 		t.Fatalf("stop: %s", res)
 	}

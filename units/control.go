@@ -261,6 +261,9 @@ func (m *Manager) List(args api.ListArgs) []api.UnitSummary {
 		s := u.summary()
 		if svc, ok := u.behaviour.(*service); ok {
 			s.MainPID = svc.mainPID
+			if !u.active.IsInactiveOrFailed() {
+				s.Accounting = svc.accounting()
+			}
 		}
 		if x, ok := u.behaviour.(interface{ listExtra() map[string]string }); ok {
 			s.Extra = x.listExtra()

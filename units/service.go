@@ -1154,6 +1154,7 @@ func (s *service) Describe(st *api.UnitStatus) {
 		st.ControlGroup = s.m.cgroups.Name(s.cgroup)
 		stats := s.m.cgroups.Stats(s.cgroup)
 		st.MemoryCurrent, st.MemoryPeak, st.TasksCurrent, st.CPUUsageNSec = stats.MemoryCurrent, stats.MemoryPeak, stats.TasksCurrent, stats.CPUUsageNSec
+		st.Accounting = s.accounting()
 	}
 	for _, pid := range s.members() {
 		if !seen[pid] {
@@ -1230,4 +1231,15 @@ func (s *service) jobTimeout(jobType string) time.Duration {
 		return s.cfg.TimeoutStop
 	}
 	return s.cfg.TimeoutStart
+}
+
+// accounting reads the service's cgroup use for listings; nil without a
+// cgroup.
+func (s *service) accounting() *api.Accounting {
+	if s.cgroup == "" || s.m.cgroups == nil {
+		return nil
+	}
+	st := s.m.cgroups.Stats(s.cgroup)
+	return &api.Accounting{MemoryCurrent: st.MemoryCurrent, MemoryPeak: st.MemoryPeak, Tasks: st.TasksCurrent,
+		CPUUsageNSec: st.CPUUsageNSec, IOReadBytes: st.IOReadBytes, IOWriteBytes: st.IOWriteBytes}
 }

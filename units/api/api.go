@@ -99,6 +99,19 @@ type UnitSummary struct {
 	JobType     string `json:"job_type,omitempty"`
 	// Type-specific columns (timers: next/last elapse; sockets: listen).
 	Extra map[string]string `json:"extra,omitempty"`
+	// Accounting is the unit's cgroup accounting, when it has a cgroup.
+	Accounting *Accounting `json:"accounting,omitempty"`
+}
+
+// Accounting is what a unit's cgroup has used; absent values are unknown
+// (the controller is off).
+type Accounting struct {
+	MemoryCurrent *uint64 `json:"memory_current,omitempty"`
+	MemoryPeak    *uint64 `json:"memory_peak,omitempty"`
+	Tasks         *uint64 `json:"tasks,omitempty"`
+	CPUUsageNSec  *uint64 `json:"cpu_usage_nsec,omitempty"`
+	IOReadBytes   *uint64 `json:"io_read_bytes,omitempty"`
+	IOWriteBytes  *uint64 `json:"io_write_bytes,omitempty"`
 }
 
 // UnitArgs names one unit.
