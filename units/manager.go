@@ -50,6 +50,8 @@ type Options struct {
 	Virtualization string
 	// Specifiers gives the values of %t, %h, %H and friends.
 	Specifiers unitfile.Context
+	// Clock is what timer units schedule by; nil is the machine's.
+	Clock Clock
 	// SlowJobAfter is when a running job is first announced on the
 	// console, and how often after; default 3 s.
 	SlowJobAfter time.Duration
@@ -86,6 +88,8 @@ type Manager struct {
 	shuttingDown bool
 	problems     []string
 
+	// started is when the manager started (on-startup's base).
+	started time.Time
 	// clock reports wall-clock and time zone changes to calendar timers.
 	clock *clock.Watcher
 
@@ -131,6 +135,7 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 	if opts.Virtualization == "" {
 		opts.Virtualization = "none"
 	}
+	clockUnset := opts.Clock == nil
 	if opts.SlowJobAfter <= 0 {
 		opts.SlowJobAfter = defaultSlowJobAfter
 	}
@@ -147,6 +152,10 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 		unitWatchers: map[int]func(*Unit){},
 		devices:      newDevices(opts.Devices),
 	}
+	if clockUnset {
+		m.opts.Clock = systemClock{m}
+	}
+	m.started = m.now()
 	for _, dir := range []string{opts.RuntimeDir, opts.StateDir} {
 		if dir == "" {
 			continue

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"vigil/observer"
 	"vigil/observer/clock"
 	"vigil/units/api"
@@ -46,7 +44,8 @@ type timer struct {
 	next        time.Time
 	// nextMono says the next elapse comes from a monotonic setting.
 	nextMono bool
-	timerID  observer.TimerID
+	// cancel stops the pending elapse, if any.
+	cancel func()
 	result   string
 }
 
@@ -109,7 +108,7 @@ func (t *timer) Start() error {
 		return nil
 	}
 	t.result = resultSuccess
-	t.activated = time.Now()
+	t.activated = t.m.now()
 	if stamp := t.loadStamp(); stamp.After(t.lastTrigger) {
 		t.lastTrigger = stamp
 	}
@@ -118,7 +117,7 @@ func (t *timer) Start() error {
 	// running (the machine was off) catches up once, now.
 	if t.cfg.Persistent && !t.lastTrigger.IsZero() {
 		for _, spec := range t.calendar {
-			if next, ok := spec.Next(t.lastTrigger); ok && !next.After(time.Now()) {
+			if next, ok := spec.Next(t.lastTrigger); ok && !next.After(t.m.now()) {
 				t.u.Logf("Missed an elapse at %s while down; triggering now.", next.Format(time.RFC3339))
 				t.elapse()
 				return nil
@@ -130,27 +129,23 @@ func (t *timer) Start() error {
 }
 
 func (t *timer) Stop() error {
-	t.m.StopTimer(t.timerID)
-	t.timerID = 0
+	t.stopTimer()
 	t.next = time.Time{}
 	t.setState(timerDead)
 	return nil
 }
 
-// bootTime is when the machine booted, by the boot clock.
-func bootTime() time.Time {
-	var ts unix.Timespec
-	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) != nil {
-		return time.Time{}
+func (t *timer) stopTimer() {
+	if t.cancel != nil {
+		t.cancel()
+		t.cancel = nil
 	}
-	return time.Now().Add(-time.Duration(ts.Nano()))
 }
 
 // schedule computes the next elapse and arms the loop's timer for it.
 func (t *timer) schedule() {
-	t.m.StopTimer(t.timerID)
-	t.timerID = 0
-	now := time.Now()
+	t.stopTimer()
+	now := t.m.now()
 	var next time.Time
 	mono := false
 	consider := func(at time.Time, monotonic bool) {
@@ -165,11 +160,11 @@ func (t *timer) schedule() {
 		consider(t.activated.Add(d), true)
 	}
 	for _, d := range t.cfg.OnBoot {
-		consider(bootTime().Add(d), true)
+		consider(t.m.opts.Clock.BootTime().Add(d), true)
 	}
 	for _, d := range t.cfg.OnStartup {
 		// The manager started when its loop did.
-		consider(time.Now().Add(-t.m.loop.Now()+d), true)
+		consider(t.m.started.Add(d), true)
 	}
 	if target := t.m.units[t.target()]; target != nil {
 		// As systemd: "active" counts from when the unit last left
@@ -211,8 +206,8 @@ func (t *timer) schedule() {
 	if delay < 0 {
 		delay = 0
 	}
-	t.timerID = t.m.AfterFunc(delay, func() {
-		t.timerID = 0
+	t.cancel = t.m.opts.Clock.AfterFunc(delay, func() {
+		t.cancel = nil
 		t.elapse()
 	})
 }
@@ -239,14 +234,13 @@ func (t *timer) elapse() {
 	if t.state != timerWaiting && t.state != timerElapsed {
 		return
 	}
-	t.lastTrigger = time.Now()
+	t.lastTrigger = t.m.now()
 	t.saveStamp()
 	t.u.Logf("Timer elapsed; starting %s.", t.target())
 	if _, err := t.m.Enqueue(t.target(), api.JobStart, api.ModeReplace); err != nil {
 		t.u.Logf("Failed to start %s: %v", t.target(), err)
 		t.result = "resources"
-		t.m.StopTimer(t.timerID)
-		t.timerID = 0
+		t.stopTimer()
 		t.setState(timerFailed)
 		return
 	}

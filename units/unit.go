@@ -102,7 +102,7 @@ func (u *Unit) SetState(active ActiveState, sub string) {
 	if old == active {
 		return
 	}
-	now := time.Now()
+	now := u.m.now()
 	u.active = active
 	u.stateChange = now
 	switch {
