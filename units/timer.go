@@ -46,7 +46,7 @@ type timer struct {
 	nextMono bool
 	// cancel stops the pending elapse, if any.
 	cancel func()
-	result   string
+	result string
 }
 
 func newTimer(u *Unit) (*timer, error) {
