@@ -60,6 +60,9 @@ echo READY-FOR-HOTPLUG
 wait_for 120 initctl is-active dev-vdb.device || fail "dev-vdb.device: $(initctl is-active dev-vdb.device)"
 wait_for 30 test -L /dev/disk/by-uuid/@UUID@ || fail "no /dev/disk/by-uuid/@UUID@: $(ls -l /dev/disk/by-uuid)"
 [ "$(readlink /dev/disk/by-uuid/@UUID@)" = ../../vdb ] || fail "by-uuid link: $(readlink /dev/disk/by-uuid/@UUID@)"
+bypath=$(for l in /dev/disk/by-path/virtio-pci-*; do [ "$(readlink "$l")" = ../../vdb ] && echo "$l"; done)
+[ -n "$bypath" ] || fail "no by-path link to vdb: $(ls -l /dev/disk/by-path 2>&1)"
+echo "RESULT bypath $bypath"
 wait_for 30 test -e /run/data-triggered || fail "the [trigger] unit did not run"
 grep -q vdb /run/data-triggered || fail "trigger saw $(cat /run/data-triggered)"
 wait_for 30 initctl is-active uses-vdb.service || fail "uses-vdb.service: $(initctl is-active uses-vdb.service)"
@@ -96,6 +99,7 @@ echo READY-FOR-UNPLUG
 wait_for 120 sh -c '! initctl is-active dev-vdb.device' || fail "dev-vdb.device still active"
 wait_for 30 sh -c '! initctl is-active uses-vdb.service' || fail "uses-vdb.service still running after unplug"
 [ -e /dev/disk/by-uuid/@UUID@ ] && fail "by-uuid link survived the unplug"
+[ -e "$bypath" ] && fail "by-path link survived the unplug"
 initctl is-active dev-vda.device >/dev/null || fail "dev-vda.device went with vdb"
 echo "RESULT unplug-vdb ok"
 `

@@ -351,6 +351,7 @@ func (m *Manager) processUevent(raw *uevent.Uevent) {
 					links = devnode.Links(node, id)
 				}
 			}
+			links = append(links, devnode.PathLinks(node, u.DevPath, u.Env)...)
 			if o.ManageNodes {
 				if err := devnode.Apply(o.DevRoot, links); err != nil {
 					d.errors.Add(1)
