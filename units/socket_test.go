@@ -117,6 +117,9 @@ exec-start = ["` + gosd + `", "serve", "1s"]
 	if took < 900*time.Millisecond {
 		t.Errorf("answered after %v, before the service could have started", took)
 	}
+	// The service answers as soon as it serves; its READY=1 may reach the
+	// manager a moment later.
+	h.waitState("echo.service", "active", 10*time.Second)
 	if st := h.status("echo.service"); st.Active != "active" || st.StatusText != "serving 1 listeners" {
 		t.Errorf("echo.service %s %q", st.Active, st.StatusText)
 	}

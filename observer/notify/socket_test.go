@@ -119,7 +119,16 @@ func (h *harness) dial(t testing.TB) client {
 	return client{fd: fd, to: &unix.SockaddrUnix{Name: h.sock.Addr()}}
 }
 
-func (c client) send(b, oob []byte) error { return unix.Sendmsg(c.fd, b, oob, c.to, 0) }
+// send retries EINTR: a blocking sendmsg is interrupted by the Go
+// runtime's own signals, which says nothing about the socket.
+func (c client) send(b, oob []byte) error {
+	for {
+		err := unix.Sendmsg(c.fd, b, oob, c.to, 0)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
 
 func systemdNotify(t *testing.T) string {
 	t.Helper()
