@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"vigil/units"
 	"vigil/units/api"
 	"vigil/units/unitfile"
+
+	"golang.org/x/sys/unix"
 )
 
 // adapterTimeout bounds one visit to the manager's loop. systemctl's own
@@ -25,11 +28,14 @@ type unitsAdapter struct {
 	loop    *observer.Loop
 	m       *units.Manager
 	started time.Time
+	// finished is when the boot's default target was reached (zero
+	// before); only the loop touches it.
+	finished time.Time
 }
 
 // NewUnitsAdapter gives the D-Bus view of m, which is a guest of loop.
 func NewUnitsAdapter(loop *observer.Loop, m *units.Manager) Manager {
-	return &unitsAdapter{loop: loop, m: m, started: time.Now()}
+	return &unitsAdapter{loop: loop, m: m, started: processStart()}
 }
 
 // onLoop runs fn on the loop and waits for it, within adapterTimeout.
@@ -47,6 +53,7 @@ func (a *unitsAdapter) Info() (ManagerInfo, error) {
 	err := a.onLoop(func() {
 		info.Version = units.Version
 		info.UserspaceTimestamp = a.started
+		info.FinishTimestamp = a.finished
 		all := a.m.Units()
 		for _, u := range all {
 			info.NNames += 1 + uint32(len(u.Aliases))
@@ -65,6 +72,7 @@ func (a *unitsAdapter) Info() (ManagerInfo, error) {
 		default:
 			info.SystemState = "running"
 		}
+		info.Environment = a.m.Environment()
 		info.DefaultTimeoutStart = 90 * time.Second
 		info.DefaultTimeoutStop = 90 * time.Second
 	})
@@ -151,10 +159,47 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 			p.Deps[k.String()] = deps
 		}
 	}
+	p.Transient = a.m.IsTransient(u.Name)
+	p.InvocationID = a.m.InvocationID(u.Name)
 	if u.Type == "service" {
 		p.Service = serviceOf(st, shown)
+		if rt, ok := a.m.ServiceRuntime(u.Name); ok {
+			addRuntime(p.Service, rt)
+		}
 	}
 	return p
+}
+
+// addRuntime adds what the service's last activation did: its commands
+// with their runs and the main process's exit.
+func addRuntime(s *ServiceProps, rt units.ServiceRuntime) {
+	conv := func(runs []units.ExecRun) []ExecCommand {
+		out := make([]ExecCommand, 0, len(runs))
+		for _, r := range runs {
+			out = append(out, ExecCommand{Path: r.Path, Argv: r.Argv, IgnoreFailure: r.IgnoreFailure,
+				Start: r.Start, Exit: r.Exit, PID: uint32(r.PID), Code: r.Code, Status: r.Status})
+		}
+		return out
+	}
+	s.Exec = map[string][]ExecCommand{}
+	for kind, runs := range rt.Commands {
+		if kind == "ExecStart" {
+			s.ExecStart = conv(runs)
+			continue
+		}
+		s.Exec[kind] = conv(runs)
+	}
+	s.ExecMainStart, s.ExecMainExit = rt.ExecMainStart, rt.ExecMainExit
+	if rt.ExecMainPID != 0 {
+		s.ExecMainPID = uint32(rt.ExecMainPID)
+	}
+	if rt.ExecMainCode != 0 {
+		s.ExecMainCode, s.ExecMainStatus = rt.ExecMainCode, rt.ExecMainStatus
+	}
+	if rt.ControlPID != 0 {
+		s.ControlPID = uint32(rt.ControlPID)
+	}
+	s.Environment, s.WorkingDirectory, s.User, s.Group = rt.Environment, rt.WorkingDirectory, rt.User, rt.Group
 }
 
 // serviceOf reads the Service state from a status and the `show` strings.
@@ -251,6 +296,8 @@ func jobError(name, jobType string, err error) error {
 	switch {
 	case errors.As(err, &nf):
 		return Errorf(ErrNameNoSuchUnit, "Unit %s not found.", name)
+	case strings.Contains(msg, " is masked"):
+		return Errorf(ErrNameUnitMasked, "Unit %s is masked.", name)
 	case strings.Contains(msg, "not applicable"):
 		return Errorf(ErrNameJobTypeNotApplicable, "Job type %s is not applicable for unit %s.", jobType, name)
 	case strings.Contains(msg, "isolate"):
@@ -285,7 +332,146 @@ func (a *unitsAdapter) Enqueue(name, jobType, mode string) (Job, error) {
 }
 
 func (a *unitsAdapter) CancelJob(id uint64) error {
-	return Errorf(ErrNameNotSupported, "Vigil cannot cancel job %d yet.", id)
+	var cerr error
+	err := a.onLoop(func() { cerr = a.m.CancelJob(id) })
+	var nsj *units.NoSuchJobError
+	if errors.As(cerr, &nsj) {
+		return Errorf(ErrNameNoSuchJob, "Job %d does not exist.", id)
+	}
+	return errors.Join(err, cerr)
+}
+
+func (a *unitsAdapter) ClearJobs() error {
+	return a.onLoop(func() { a.m.ClearJobs() })
+}
+
+func (a *unitsAdapter) StartTransient(spec TransientSpec, mode string) (Job, error) {
+	t := units.TransientUnit{Name: spec.Name, CollectMode: spec.CollectMode}
+	for _, s := range spec.Settings {
+		t.Settings = append(t.Settings, units.TransientSetting{Section: s.Section, Key: s.Key, Value: s.Value})
+	}
+	var job Job
+	var jerr error
+	err := a.onLoop(func() {
+		j, err := a.m.StartTransient(t, mode, spec.AddRef)
+		if err != nil {
+			jerr = err
+			return
+		}
+		job = Job{ID: j.ID, Unit: j.Unit.Name, Type: j.Type, State: j.State, Result: j.Result}
+	})
+	var ue *units.UnitExistsError
+	switch {
+	case errors.As(jerr, &ue):
+		jerr = Errorf(ErrNameUnitExists, "%v", jerr)
+	case jerr != nil:
+		jerr = Errorf(ErrNameInvalidArgs, "%v", jerr)
+	}
+	return job, errors.Join(err, jerr)
+}
+
+func (a *unitsAdapter) UnrefUnit(name string) error {
+	return a.onLoop(func() { a.m.UnrefUnit(name) })
+}
+
+func (a *unitsAdapter) SetUnitProperties(name string, runtime bool, assignments []string) error {
+	var serr error
+	err := a.onLoop(func() {
+		if len(assignments) == 0 {
+			if a.m.Unit(name) == nil {
+				serr = Errorf(ErrNameNoSuchUnit, "Unit %s not loaded.", name)
+			}
+			return
+		}
+		_, serr = a.m.SetProperty(api.SetPropertyArgs{Unit: name, Runtime: runtime, Properties: assignments})
+	})
+	var nf *units.NotFoundError
+	if errors.As(serr, &nf) {
+		return Errorf(ErrNameNoSuchUnit, "Unit %s not loaded.", name)
+	}
+	if serr != nil {
+		if _, ok := serr.(*Error); !ok {
+			serr = Errorf(ErrNameInvalidArgs, "%v", serr)
+		}
+	}
+	return errors.Join(err, serr)
+}
+
+// changes converts install changes, giving errors systemd's names.
+func changes(ch api.Changes, cerr error) ([]InstallChange, error) {
+	var out []InstallChange
+	for _, c := range ch.Changes {
+		out = append(out, InstallChange{Type: c.Type, Path: c.Path, Source: c.Destination})
+	}
+	var nf *units.NotFoundError
+	switch {
+	case errors.As(cerr, &nf):
+		cerr = Errorf(ErrNameNoSuchUnit, "Unit file %s does not exist.", nf.Name)
+	case cerr != nil:
+		cerr = Errorf(ErrNameInvalidArgs, "%v", cerr)
+	}
+	return out, cerr
+}
+
+func (a *unitsAdapter) MaskUnitFiles(names []string, runtime bool) ([]InstallChange, error) {
+	var ch api.Changes
+	var cerr error
+	err := a.onLoop(func() { ch, cerr = a.m.Mask(names, runtime) })
+	out, cerr := changes(ch, cerr)
+	return out, errors.Join(err, cerr)
+}
+
+func (a *unitsAdapter) UnmaskUnitFiles(names []string, runtime bool) ([]InstallChange, error) {
+	var ch api.Changes
+	var cerr error
+	err := a.onLoop(func() { ch, cerr = a.m.Unmask(names, runtime) })
+	out, cerr := changes(ch, cerr)
+	return out, errors.Join(err, cerr)
+}
+
+func (a *unitsAdapter) ReenableUnitFiles(names []string) ([]InstallChange, error) {
+	var ch api.Changes
+	var cerr error
+	err := a.onLoop(func() { ch, cerr = a.m.Reenable(names) })
+	out, cerr := changes(ch, cerr)
+	return out, errors.Join(err, cerr)
+}
+
+func (a *unitsAdapter) SetDefaultTarget(name string) ([]InstallChange, error) {
+	var ch api.Changes
+	var cerr error
+	err := a.onLoop(func() { ch, cerr = a.m.SetDefaultTarget(name) })
+	out, cerr := changes(ch, cerr)
+	return out, errors.Join(err, cerr)
+}
+
+func (a *unitsAdapter) UnitFileLinks(name string, runtime bool) ([]string, error) {
+	var links []string
+	var lerr error
+	err := a.onLoop(func() { links, lerr = a.m.UnitFileLinks(name, runtime) })
+	if lerr != nil {
+		lerr = Errorf(ErrNameInvalidArgs, "%v", lerr)
+	}
+	return links, errors.Join(err, lerr)
+}
+
+func (a *unitsAdapter) SetEnvironment(unset, set []string) error {
+	var serr error
+	err := a.onLoop(func() { serr = a.m.SetEnvironment(unset, set) })
+	if serr != nil {
+		serr = Errorf(ErrNameInvalidArgs, "%v", serr)
+	}
+	return errors.Join(err, serr)
+}
+
+func (a *unitsAdapter) UnitByControlGroup(cg string) (string, error) {
+	var name string
+	var ok bool
+	err := a.onLoop(func() { name, ok = a.m.UnitByControlGroup(cg) })
+	if err == nil && !ok {
+		err = Errorf(ErrNameNoSuchUnit, "Control group %s is not valid or not managed by this instance.", cg)
+	}
+	return name, err
 }
 
 func (a *unitsAdapter) Jobs() ([]Job, error) {
@@ -423,15 +609,27 @@ func (a *unitsAdapter) Watch(fn func(Event)) (func(), error) {
 			case j.State == "done":
 				delete(seen, j.ID)
 				fn(Event{Kind: EventJobRemoved, Job: ev})
+				if a.finished.IsZero() && j.Type == api.JobStart && a.isDefaultTarget(j.Unit.Name) {
+					a.finished = time.Now()
+					fn(Event{Kind: EventStartupFinished, Startup: a.startupTimes()})
+				}
 			case !seen[j.ID]:
 				seen[j.ID] = true
 				fn(Event{Kind: EventJobNew, Job: ev})
 			}
 		})
-		stopUnits = a.m.WatchUnits(func(u *units.Unit) {
+		watchUnits := a.m.WatchUnits(func(u *units.Unit) {
 			st, sub := u.Active()
 			fn(Event{Kind: EventUnitChanged, Unit: u.Name, ActiveState: string(st), SubState: sub})
 		})
+		watchSet := a.m.WatchUnitSet(func(name string, added bool) {
+			kind := EventUnitRemoved
+			if added {
+				kind = EventUnitNew
+			}
+			fn(Event{Kind: kind, Unit: name})
+		})
+		stopUnits = func() { watchUnits(); watchSet() }
 	})
 	return func() {
 		a.loop.Do(func() {
@@ -441,4 +639,61 @@ func (a *unitsAdapter) Watch(fn func(Event)) (func(), error) {
 			}
 		})
 	}, nil
+}
+
+// isDefaultTarget reports whether name is the unit default.target leads
+// to; on the loop.
+func (a *unitsAdapter) isDefaultTarget(name string) bool {
+	u := a.m.Unit("default.target")
+	return u != nil && u.Name == name
+}
+
+// startupTimes are StartupFinished's durations: firmware and loader are
+// unknown (0), the kernel's share ends when this process started, and
+// initrd is counted in the kernel's.
+func (a *unitsAdapter) startupTimes() [6]time.Duration {
+	now := monotonicNow()
+	userspace := a.finished.Sub(a.started)
+	kernel := now - time.Since(a.started)
+	if kernel < 0 {
+		kernel = 0
+	}
+	return [6]time.Duration{0, 0, kernel, 0, userspace, kernel + userspace}
+}
+
+// monotonicNow is CLOCK_MONOTONIC: the time since boot.
+func monotonicNow() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// processStart is when this process started, from /proc/self/stat (in
+// clock ticks since boot, 100 per second on Linux); now if unreadable.
+func processStart() time.Time {
+	data, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return time.Now()
+	}
+	text := string(data)
+	// Fields after the command (which may hold spaces) start after ")".
+	i := strings.LastIndexByte(text, ')')
+	if i < 0 {
+		return time.Now()
+	}
+	f := strings.Fields(text[i+1:])
+	if len(f) < 20 {
+		return time.Now()
+	}
+	ticks, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return time.Now()
+	}
+	since := monotonicNow() - time.Duration(ticks)*10*time.Millisecond
+	if since < 0 {
+		return time.Now()
+	}
+	return time.Now().Add(-since)
 }

@@ -50,6 +50,29 @@ type Manager interface {
 	// Watch calls fn for every change the signals report, until stop is
 	// called. fn is called on the manager's goroutine and must not block.
 	Watch(fn func(Event)) (stop func(), err error)
+
+	// ClearJobs cancels every pending job.
+	ClearJobs() error
+	// StartTransient makes a transient unit (systemd-run) and starts it.
+	StartTransient(spec TransientSpec, mode string) (Job, error)
+	// UnrefUnit drops the reference StartTransient took for AddRef.
+	UnrefUnit(name string) error
+	// SetUnitProperties sets resource properties (set-property's
+	// KEY=VALUE over [resources]), in /run when runtime.
+	SetUnitProperties(name string, runtime bool, assignments []string) error
+	// MaskUnitFiles, UnmaskUnitFiles, ReenableUnitFiles and
+	// SetDefaultTarget change links in the unit directories.
+	MaskUnitFiles(names []string, runtime bool) ([]InstallChange, error)
+	UnmaskUnitFiles(names []string, runtime bool) ([]InstallChange, error)
+	ReenableUnitFiles(names []string) ([]InstallChange, error)
+	SetDefaultTarget(name string) ([]InstallChange, error)
+	// UnitFileLinks lists the links that lead to a unit.
+	UnitFileLinks(name string, runtime bool) ([]string, error)
+	// SetEnvironment changes the manager's environment for new processes:
+	// unset first (NAME or NAME=VALUE), then set (NAME=VALUE).
+	SetEnvironment(unset, set []string) error
+	// UnitByControlGroup names the unit owning a cgroup.
+	UnitByControlGroup(cgroup string) (string, error)
 }
 
 // ManagerInfo is the Manager object's state.
@@ -101,7 +124,15 @@ type UnitProps struct {
 	RefuseManualStart, RefuseManualStop                               bool
 	JobID                                                             uint64
 	JobType                                                           string
-	Service                                                           *ServiceProps // set for services
+	// Transient units were made at run time (StartTransientUnit).
+	Transient bool
+	// InvocationID is the 16-byte ID of the unit's last activation.
+	InvocationID []byte
+	Service      *ServiceProps // set for services
+	// TypeProps are the type interface's properties (Path, Mount,
+	// Automount, Swap...) by their D-Bus names, as the unit type reports
+	// them in `show` form; see typeprops.go.
+	TypeProps map[string]string
 }
 
 // ServiceProps is the Service interface's state.
@@ -120,9 +151,15 @@ type ServiceProps struct {
 	ExecMainPID                  uint32
 	ExecMainStart, ExecMainExit  time.Time
 	ExecStart                    []ExecCommand
-	TimeoutStart, TimeoutStop    time.Duration // 0 = infinity
-	RestartDelay                 time.Duration
-	ControlGroup                 string
+	// Exec holds every command list but ExecStart (ExecStartPre,
+	// ExecStartPost, ExecReload, ExecStop, ExecStopPost, ExecCondition).
+	Exec map[string][]ExecCommand
+	// Environment, WorkingDirectory, User and Group as configured.
+	Environment                   []string
+	WorkingDirectory, User, Group string
+	TimeoutStart, TimeoutStop     time.Duration // 0 = infinity
+	RestartDelay                  time.Duration
+	ControlGroup                  string
 	// Resource figures; nil when unknown (sent as UINT64_MAX).
 	MemoryCurrent, TasksCurrent, CPUUsageNSec *uint64
 }
@@ -176,6 +213,8 @@ const (
 	EventUnitChanged
 	EventReloading
 	EventStartupFinished
+	// EventUnitFilesChanged follows enable, disable, mask and friends.
+	EventUnitFilesChanged
 )
 
 // Event is one change the manager reports to the signals.
@@ -221,6 +260,9 @@ const (
 	ErrNameJobTypeNotApplicable = "org.freedesktop.systemd1.JobTypeNotApplicable"
 	ErrNameOnlyByDependency     = "org.freedesktop.systemd1.OnlyByDependency"
 	ErrNameNoIsolation          = "org.freedesktop.systemd1.NoIsolation"
+	ErrNameUnitMasked           = "org.freedesktop.systemd1.UnitMasked"
+	ErrNameUnitExists           = "org.freedesktop.systemd1.UnitExists"
+	ErrNameNoUnitForCgroup      = "org.freedesktop.systemd1.NoSuchUnit"
 )
 
 // Errorf builds an *Error.

@@ -284,16 +284,7 @@ func managerMethods() []method {
 			return nil, c.s.m.CancelJob(uint64(id))
 		}},
 		{name: "ClearJobs", write: true, fn: func(c *call, _ *object) ([]any, error) {
-			jobs, err := c.s.m.Jobs()
-			if err != nil {
-				return nil, err
-			}
-			for _, j := range jobs {
-				if err := c.s.m.CancelJob(j.ID); err != nil {
-					return nil, err
-				}
-			}
-			return nil, nil
+			return nil, c.s.m.ClearJobs()
 		}},
 		{name: "Subscribe", fn: nothing},
 		{name: "Unsubscribe", fn: nothing},
@@ -328,6 +319,7 @@ func managerMethods() []method {
 				if err != nil {
 					return nil, err
 				}
+				c.s.post(Event{Kind: EventUnitFilesChanged})
 				return []any{true, changeRows(ch)}, nil
 			}},
 		{name: "DisableUnitFiles", in: "asb", out: "a(sss)", argNames: []string{"files", "runtime", "changes"}, write: true,
@@ -336,6 +328,7 @@ func managerMethods() []method {
 				if err != nil {
 					return nil, err
 				}
+				c.s.post(Event{Kind: EventUnitFilesChanged})
 				return []any{changeRows(ch)}, nil
 			}},
 		{name: "GetDefaultTarget", out: "s", argNames: []string{"name"}, fn: func(c *call, _ *object) ([]any, error) {
@@ -343,6 +336,118 @@ func managerMethods() []method {
 			return []any{t}, err
 		}},
 	}
+}
+
+// moreManagerMethods are the Manager's methods for transient units,
+// properties, masks, links and the environment.
+func moreManagerMethods() []method {
+	fileChange := func(name, in, out string, args []string, fn func(c *call) ([]InstallChange, error)) method {
+		return method{name: name, in: in, out: out, argNames: args, write: true, fn: func(c *call, _ *object) ([]any, error) {
+			ch, err := fn(c)
+			if err != nil {
+				return nil, err
+			}
+			c.s.post(Event{Kind: EventUnitFilesChanged})
+			if out == "ba(sss)" {
+				return []any{true, changeRows(ch)}, nil
+			}
+			return []any{changeRows(ch)}, nil
+		}}
+	}
+	return []method{
+		{name: "StartTransientUnit", in: "ssa(sv)a(sa(sv))", out: "o", argNames: []string{"name", "mode", "properties", "aux", "job"}, write: true,
+			fn: func(c *call, _ *object) ([]any, error) { return c.startTransient() }},
+		{name: "SetUnitProperties", in: "sba(sv)", argNames: []string{"name", "runtime", "properties"}, write: true,
+			fn: func(c *call, _ *object) ([]any, error) {
+				name, runtime := c.str(0), c.bool(1)
+				if !validUnitName(name) {
+					return nil, Errorf(ErrNameInvalidArgs, "Unit name %s is not valid.", name)
+				}
+				props, err := decodeAssignments(c.args[2])
+				if err != nil {
+					return nil, err
+				}
+				assignments, err := setPropertyAssignments(props)
+				if err != nil {
+					return nil, err
+				}
+				return nil, c.s.m.SetUnitProperties(name, runtime, assignments)
+			}},
+		{name: "GetUnitByControlGroup", in: "s", out: "o", argNames: []string{"cgroup", "unit"}, fn: func(c *call, _ *object) ([]any, error) {
+			name, err := c.s.m.UnitByControlGroup(c.str(0))
+			if err != nil {
+				return nil, err
+			}
+			return []any{UnitPath(name)}, nil
+		}},
+		fileChange("MaskUnitFiles", "asbb", "a(sss)", []string{"files", "runtime", "force", "changes"}, func(c *call) ([]InstallChange, error) {
+			return c.s.m.MaskUnitFiles(c.strs(0), c.bool(1))
+		}),
+		fileChange("UnmaskUnitFiles", "asb", "a(sss)", []string{"files", "runtime", "changes"}, func(c *call) ([]InstallChange, error) {
+			return c.s.m.UnmaskUnitFiles(c.strs(0), c.bool(1))
+		}),
+		fileChange("ReenableUnitFiles", "asbb", "ba(sss)", []string{"files", "runtime", "force", "carries_install_info", "changes"}, func(c *call) ([]InstallChange, error) {
+			return c.s.m.ReenableUnitFiles(c.strs(0))
+		}),
+		fileChange("SetDefaultTarget", "sb", "a(sss)", []string{"name", "force", "changes"}, func(c *call) ([]InstallChange, error) {
+			return c.s.m.SetDefaultTarget(c.str(0))
+		}),
+		{name: "GetUnitFileLinks", in: "sb", out: "as", argNames: []string{"name", "runtime", "links"}, fn: func(c *call, _ *object) ([]any, error) {
+			links, err := c.s.m.UnitFileLinks(c.str(0), c.bool(1))
+			return []any{nonNil(links)}, err
+		}},
+		{name: "SetEnvironment", in: "as", argNames: []string{"assignments"}, write: true, fn: func(c *call, _ *object) ([]any, error) {
+			return nil, c.s.m.SetEnvironment(nil, c.strs(0))
+		}},
+		{name: "UnsetEnvironment", in: "as", argNames: []string{"names"}, write: true, fn: func(c *call, _ *object) ([]any, error) {
+			return nil, c.s.m.SetEnvironment(c.strs(0), nil)
+		}},
+		{name: "UnsetAndSetEnvironment", in: "asas", argNames: []string{"names", "assignments"}, write: true, fn: func(c *call, _ *object) ([]any, error) {
+			return nil, c.s.m.SetEnvironment(c.strs(0), c.strs(1))
+		}},
+	}
+}
+
+func (c *call) bool(i int) bool {
+	v, _ := c.args[i].(bool)
+	return v
+}
+
+// startTransient serves StartTransientUnit.
+func (c *call) startTransient() ([]any, error) {
+	name, mode := c.str(0), c.str(1)
+	if err := validateTransientName(name); err != nil {
+		return nil, err
+	}
+	switch mode {
+	case "fail", "replace", "replace-irreversibly", "ignore-dependencies", "ignore-requirements":
+	default:
+		return nil, Errorf(ErrNameInvalidArgs, "Job mode %s invalid.", mode)
+	}
+	props, err := decodeAssignments(c.args[2])
+	if err != nil {
+		return nil, err
+	}
+	if aux, ok := c.args[3].([][]any); ok && len(aux) > 0 {
+		return nil, Errorf(ErrNameNotSupported, "Auxiliary units are not supported by Vigil.")
+	}
+	spec, err := transientSpec(name, props)
+	if err != nil {
+		return nil, err
+	}
+	if spec.AddRef {
+		// Hold the reference before the unit exists, so that it cannot be
+		// collected between its start and the client's first look.
+		c.s.holdRef(c, name)
+	}
+	j, err := c.s.m.StartTransient(spec, mode)
+	if err != nil {
+		if spec.AddRef {
+			c.s.dropRef(c, name)
+		}
+		return nil, err
+	}
+	return []any{JobPath(j.ID)}, nil
 }
 
 func managerSignals() []signal {
@@ -374,7 +479,10 @@ func unitMethods() []method {
 			return nil, c.s.m.ResetFailed([]string{o.unit.ID})
 		}},
 		{name: "Ref", fn: nothing},
-		{name: "Unref", fn: nothing},
+		{name: "Unref", fn: func(c *call, o *object) ([]any, error) {
+			c.s.dropRef(c, o.unit.ID)
+			return nil, nil
+		}},
 	}
 }
 
@@ -388,7 +496,7 @@ func processMethods() []method {
 func buildTables() *tables {
 	stub := func(name string, props ...property) *iface { return newIface(name, nil, nil, props) }
 	t := &tables{
-		manager: newIface(ifaceManager, managerMethods(), managerSignals(), managerProperties()),
+		manager: newIface(ifaceManager, append(managerMethods(), moreManagerMethods()...), managerSignals(), managerProperties()),
 		unit:    newIface(ifaceUnit, unitMethods(), nil, unitProperties()),
 		service: newIface(ifaceService, processMethods(), nil, serviceProperties()),
 		socket:  newIface(ifaceSocket, processMethods(), nil, socketProperties()),

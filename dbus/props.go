@@ -238,7 +238,7 @@ func unitProperties() []property {
 				return loadErrorT{ErrNameLoadFailed, u.LoadError}
 			}
 		}),
-		constProp("Transient", false),
+		unitProp("Transient", "b", func(u *UnitProps) any { return u.Transient }),
 		constProp("Perpetual", false),
 		constProp("StartLimitIntervalUSec", uint64(10_000_000)),
 		constProp("StartLimitBurst", uint32(5)),
@@ -248,7 +248,12 @@ func unitProperties() []property {
 		constProp("SuccessAction", "none"),
 		constProp("SuccessActionExitStatus", int32(-1)),
 		constProp("RebootArgument", ""),
-		constProp("InvocationID", []byte{}),
+		unitProp("InvocationID", "ay", func(u *UnitProps) any {
+			if len(u.InvocationID) != 16 {
+				return []byte{}
+			}
+			return u.InvocationID
+		}),
 		constProp("CollectMode", "inactive"),
 		constProp("Refs", []string{}),
 		constProp("ActivationDetails", []stringPairT{}))
@@ -331,7 +336,9 @@ func execProps(name string, f func(s *ServiceProps) []ExecCommand) []property {
 // serviceProperties is org.freedesktop.systemd1.Service: what `systemctl
 // status` and `show` read, with systemd's defaults where Vigil has no value.
 func serviceProperties() []property {
-	none := func(*ServiceProps) []ExecCommand { return nil }
+	list := func(kind string) func(*ServiceProps) []ExecCommand {
+		return func(s *ServiceProps) []ExecCommand { return s.Exec[kind] }
+	}
 	ps := []property{
 		svcProp("Type", "s", func(s *ServiceProps) any { return orDefault(s.Type, "simple") }),
 		constProp("ExitType", "main"),
@@ -374,20 +381,20 @@ func serviceProperties() []property {
 		svcProp("ExecMainCode", "i", func(s *ServiceProps) any { return s.ExecMainCode }),
 		svcProp("ExecMainStatus", "i", func(s *ServiceProps) any { return s.ExecMainStatus }),
 	}
-	ps = append(ps, execProps("ExecCondition", none)...)
-	ps = append(ps, execProps("ExecStartPre", none)...)
+	ps = append(ps, execProps("ExecCondition", list("ExecCondition"))...)
+	ps = append(ps, execProps("ExecStartPre", list("ExecStartPre"))...)
 	ps = append(ps, execProps("ExecStart", func(s *ServiceProps) []ExecCommand { return s.ExecStart })...)
-	ps = append(ps, execProps("ExecStartPost", none)...)
-	ps = append(ps, execProps("ExecReload", none)...)
-	ps = append(ps, execProps("ExecStop", none)...)
-	ps = append(ps, execProps("ExecStopPost", none)...)
+	ps = append(ps, execProps("ExecStartPost", list("ExecStartPost"))...)
+	ps = append(ps, execProps("ExecReload", list("ExecReload"))...)
+	ps = append(ps, execProps("ExecStop", list("ExecStop"))...)
+	ps = append(ps, execProps("ExecStopPost", list("ExecStopPost"))...)
 	ps = append(ps, cgroupProperties(func(o *object) string { return o.service().ControlGroup }, (*object).service)...)
 	ps = append(ps,
-		constProp("Environment", []string{}),
+		svcProp("Environment", "as", func(s *ServiceProps) any { return nonNil(s.Environment) }),
 		constProp("UMask", uint32(0o022)),
 		constProp("LimitNOFILE", uint64(524288)),
 		constProp("LimitNOFILESoft", uint64(1024)),
-		constProp("WorkingDirectory", ""),
+		svcProp("WorkingDirectory", "s", func(s *ServiceProps) any { return s.WorkingDirectory }),
 		constProp("RootDirectory", ""),
 		constProp("OOMScoreAdjust", int32(0)),
 		constProp("Nice", int32(0)),
@@ -397,8 +404,8 @@ func serviceProperties() []property {
 		constProp("TTYPath", ""),
 		constProp("SyslogIdentifier", ""),
 		constProp("LogNamespace", ""),
-		constProp("User", ""),
-		constProp("Group", ""),
+		svcProp("User", "s", func(s *ServiceProps) any { return s.User }),
+		svcProp("Group", "s", func(s *ServiceProps) any { return s.Group }),
 		constProp("DynamicUser", false),
 		constProp("SupplementaryGroups", []string{}),
 		constProp("PrivateTmp", false),

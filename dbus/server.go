@@ -61,6 +61,11 @@ type Server struct {
 	nextUnique    atomic.Uint64
 	stopWatch     func()
 
+	// refs are the units clients hold (AddRef), by connection and, on the
+	// bus, by sender (refs.go).
+	refMu sync.Mutex
+	refs  map[refHolder]map[string]int
+
 	mu        sync.Mutex
 	conns     map[*peerConn]struct{}
 	listeners []net.Listener
@@ -264,6 +269,7 @@ func (s *Server) serve(p *peerConn, r *bufio.Reader, workers int) {
 		p.Close()
 		close(calls)
 		wg.Wait()
+		s.releaseRefs(p, "")
 		s.remove(p)
 	}()
 	wg.Add(1)
@@ -289,6 +295,9 @@ func (s *Server) serve(p *peerConn, r *bufio.Reader, workers int) {
 			if msg, err := decodeFrame(frame); err == nil {
 				p.deliverReply(msg)
 			}
+			continue
+		} else if typ == dbus.TypeSignal && p.onBus {
+			s.busSignal(p, frame) // the bus tells of clients that left
 			continue
 		} else if typ != dbus.TypeMethodCall {
 			continue // signals from clients mean nothing to us
@@ -647,6 +656,8 @@ func eventSignals(ev Event) []*dbus.Message {
 			ifaceUnit, changed, []string{})}
 	case EventReloading:
 		return []*dbus.Message{signalMessage(managerPath, ifaceManager, "Reloading", ev.Active)}
+	case EventUnitFilesChanged:
+		return []*dbus.Message{signalMessage(managerPath, ifaceManager, "UnitFilesChanged")}
 	case EventStartupFinished:
 		var d [6]uint64
 		for i, x := range ev.Startup {

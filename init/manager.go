@@ -17,6 +17,7 @@ import (
 	"vigil/init/kmod"
 	"vigil/observer"
 	"vigil/observer/control"
+	"vigil/observer/fanotify"
 	"vigil/observer/guests"
 	"vigil/observer/process"
 	"vigil/units"
@@ -80,6 +81,7 @@ type Manager struct {
 	units   *units.Manager
 	control *control.Server
 	guests  *guests.Server
+	files   *fanotify.Source // file access holds; nil when unavailable
 	bus     *vdbus.Server
 	logs    *logStore
 
@@ -154,6 +156,14 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		tree = t
 	}
+	files, filesErr := fanotify.New(fanotify.Options{Loop: vm.loop, Logf: logf})
+	var fileAccess units.FileAccess
+	var guestFiles guests.FileAccess
+	if filesErr != nil {
+		logf("%v (path units watch with inotify only; nothing can hold file accesses)", filesErr)
+	} else {
+		vm.files, fileAccess, guestFiles = files, files, files
+	}
 	m, err := units.New(vm.loop, units.Options{
 		Cgroups:           tree,
 		NoCgroups:         cfg.NoCgroups || (tree == nil && os.Getpid() != 1),
@@ -168,9 +178,13 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		Virtualization:    cfg.Virtualization,
 		Specifiers:        spec,
 		Devices:           deviceOptions(cfg.Devices),
+		FileAccess:        fileAccess,
 	})
 	if err != nil {
 		cancel()
+		if vm.files != nil {
+			vm.files.Close()
+		}
 		return nil, err
 	}
 	vm.units = m
@@ -184,10 +198,14 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	})
 	if err != nil {
 		cancel()
+		if vm.files != nil {
+			vm.files.Close()
+		}
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	vm.control = srv
-	if vm.guests, err = guests.Listen(vm.loop, cfg.ObserverSocket, guests.Options{Logf: logf}); err != nil {
+	if vm.guests, err = guests.Listen(vm.loop, cfg.ObserverSocket, guests.Options{Logf: logf,
+		FileAccess: guestFiles, FileAccessError: filesErr}); err != nil {
 		logf("observer socket: %v (outside guests cannot connect)", err)
 	}
 	if vm.bus, err = vdbus.NewServer(vdbus.NewUnitsAdapter(vm.loop, m), vdbus.Options{Logf: logf}); err != nil {
@@ -200,8 +218,34 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 			vm.loop.Do(vm.joinBusWhenUp)
 		}
 	}
+	vm.loop.Do(vm.shutdownWhenTargetActive)
 	vm.loop.Do(vm.boot)
 	return vm, nil
+}
+
+// shutdownWhenTargetActive takes the last step of a shutdown that began
+// by starting poweroff.target, reboot.target or halt.target as a unit:
+// without logind, "systemctl poweroff" sends StartUnit("poweroff.target",
+// "replace-irreversibly"). systemd's targets pull in
+// systemd-poweroff.service for that step; here PID 1 takes it when the
+// target becomes active.
+func (vm *Manager) shutdownWhenTargetActive() {
+	vm.units.WatchUnits(func(u *units.Unit) {
+		var action string
+		switch u.Name {
+		case "poweroff.target":
+			action = "poweroff"
+		case "reboot.target":
+			action = "reboot"
+		case "halt.target":
+			action = "halt"
+		default:
+			return
+		}
+		if state, _ := u.Active(); state == units.StateActive {
+			vm.loop.Do(func() { vm.requestShutdown(action) })
+		}
+	})
 }
 
 // deviceOptions gives PID 1's device handling, or nil when off.
@@ -338,6 +382,10 @@ func (vm *Manager) Run(ctx context.Context) string {
 	vm.units.Close()
 	if vm.guests != nil {
 		vm.guests.Close()
+	}
+	if vm.files != nil {
+		// Accessors still held are let go: nobody is left to decide.
+		vm.files.Close()
 	}
 	if vm.bus != nil {
 		vm.bus.Close()

@@ -43,14 +43,16 @@ func (m *Manager) writeBuiltinUnits() error {
 }
 
 func (m *Manager) searchPaths() []string {
-	return append(append([]string(nil), m.opts.UnitPaths...), m.builtinDir())
+	return append(append(append([]string(nil), m.opts.UnitPaths...), m.transientDir(), m.generatedDir()), m.builtinDir())
 }
 
 // scan (re)reads every unit file. Existing units keep their runtime state.
 func (m *Manager) scan() ReloadSummary {
 	var sum ReloadSummary
+	m.forgetFileStates()
+	genProblems := m.runGenerators()
 	cfgs, problems := unitfile.Scan(m.searchPaths(), m.opts.Specifiers)
-	m.problems = m.problems[:0]
+	m.problems = append(m.problems[:0], genProblems...)
 	for _, p := range problems {
 		m.problems = append(m.problems, p.Error())
 		m.logf("%v", p)
@@ -79,7 +81,7 @@ func (m *Manager) scan() ReloadSummary {
 	// Units whose files went away: drop them if they are idle, keep them
 	// (as not-found) while they run.
 	for name, u := range m.units {
-		if u.Name != name || seen[name] || u.cfg == nil {
+		if u.Name != name || seen[name] || u.cfg == nil || isForeignMount(u) {
 			continue
 		}
 		if u.active.IsInactiveOrFailed() && u.job == nil {
@@ -132,6 +134,7 @@ func (m *Manager) addUnit(cfg *config) *Unit {
 			m.units[a] = u
 		}
 	}
+	m.unitSetChanged(u.Name, true)
 	return u
 }
 
@@ -141,6 +144,8 @@ func (m *Manager) removeUnit(u *Unit) {
 			delete(m.units, name)
 		}
 	}
+	m.forgetRuns(u)
+	m.unitSetChanged(u.Name, false)
 }
 
 // applyConfig sets everything that comes from the files.
@@ -191,6 +196,18 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 		return &target{u: u}
 	case unitfile.TypeDevice:
 		return newDevice(u)
+	case unitfile.TypeMount:
+		if u.cfg.Mount != nil {
+			return newMount(u)
+		}
+	case unitfile.TypeAutomount:
+		if u.cfg.Automount != nil {
+			return newAutomount(u)
+		}
+	case unitfile.TypeSwap:
+		if u.cfg.Swap != nil {
+			return newSwap(u)
+		}
 	case unitfile.TypeSocket:
 		if u.cfg.Socket != nil {
 			return newSocketUnit(u)
@@ -207,6 +224,10 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 				return &inertBehaviour{u: u}
 			}
 			return t
+		}
+	case unitfile.TypePath:
+		if u.cfg.Path != nil {
+			return newPathUnit(u)
 		}
 	}
 	return &unsupported{target: target{u: u}}
@@ -314,6 +335,8 @@ func (m *Manager) rebuildGraph() {
 			}
 		}
 		addActivationDeps(u, cfg, add)
+		m.addMountDeps(u, cfg, add)
+		m.addAutomountDeps(u, cfg, add)
 		if !s.DefaultDependencies {
 			continue
 		}

@@ -138,6 +138,16 @@ func (m *Manager) HandleRequest(method string, req Request) {
 		}
 	case api.MethodListJobs:
 		req.Reply(m.Jobs())
+	case api.MethodCancel:
+		var args api.CancelArgs
+		if decodeOr(req, &args) {
+			res, err := m.cancelRequest(args)
+			if err != nil {
+				failWith(req, err)
+				return
+			}
+			req.Reply(res)
+		}
 	case api.MethodLogs:
 		var args api.LogsArgs
 		if decodeOr(req, &args) {
@@ -379,18 +389,6 @@ func (m *Manager) Cat(name string) (api.CatResult, error) {
 	return res, nil
 }
 
-// UnitFileState is systemctl is-enabled's answer for a unit.
-func (m *Manager) UnitFileState(name string) string {
-	state, err := unitfile.IsEnabled(m.opts.UnitPaths, name, m.opts.Specifiers)
-	if err != nil {
-		if u := m.units[name]; u != nil && u.Fragment != "" && strings.HasPrefix(u.Fragment, m.builtinDir()) {
-			return "static"
-		}
-		return "not-found"
-	}
-	return state
-}
-
 // EnableDisable creates or removes the links [install] asks for.
 func (m *Manager) EnableDisable(enable bool, names []string) (api.Changes, error) {
 	var res api.Changes
@@ -416,6 +414,7 @@ func (m *Manager) EnableDisable(enable bool, names []string) (api.Changes, error
 			return res, err
 		}
 	}
+	m.forgetFileStates()
 	m.scan()
 	return res, nil
 }

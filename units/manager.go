@@ -68,6 +68,14 @@ type Options struct {
 	// (device.go). Nil: device units appear only when named, and stay
 	// dead.
 	Devices *DeviceOptions
+	// Generators write unit files into a directory on the unit path
+	// (RuntimeDir/generated-units) before every scan: at start and on
+	// daemon-reload (the fstab generator, units/fstab). Their errors are
+	// load problems; they never stop the manager.
+	Generators []Generator
+	// FileAccess lets path units with hold = true hold openers (the
+	// fanotify source, path.go). Nil: they watch with inotify only.
+	FileAccess FileAccess
 }
 
 // Manager owns the units and their jobs. All its methods must be called on
@@ -119,6 +127,25 @@ type Manager struct {
 	socketEvents *observer.Source
 	// devices follows device events (device.go); never nil.
 	devices *devices
+	// mounts is the mount table as the mountinfo source tells it
+	// (mount.go); never nil after New.
+	mounts *mountTable
+	// autofsEvents is the one source the automount units' triggers post
+	// to (automount.go); nil until the first starts.
+	autofsEvents *observer.Source
+	// paths is the inotify share of path units (path.go); nil until used.
+	paths *pathWatchers
+
+	// fileStates caches UnitFileState answers until the next scan or
+	// install change (unitfiles.go); nil when empty.
+	fileStates map[string]string
+	// transients are the units made at run time (transient.go).
+	transients map[string]*transientUnit
+	// runs records each unit's commands of its last activation and its
+	// invocation ID (execruns.go).
+	runs map[*Unit]*unitRuns
+	// unitSetWatchers hear of units added and removed (unitfiles.go).
+	unitSetWatchers map[int]func(name string, added bool)
 }
 
 // processOwner is told when a process it started exits.
@@ -151,6 +178,7 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 		jobWatchers:  map[int]func(*Job){},
 		unitWatchers: map[int]func(*Unit){},
 		devices:      newDevices(opts.Devices),
+		mounts:       newMountTable(),
 	}
 	if clockUnset {
 		m.opts.Clock = systemClock{m}
@@ -229,6 +257,9 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 	// Triggers register with the start actor, defined just above.
 	m.syncTriggers()
 	if err := m.startDevices(); err != nil {
+		return nil, err
+	}
+	if err := m.startMounts(); err != nil {
 		return nil, err
 	}
 	return m, nil

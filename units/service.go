@@ -298,6 +298,7 @@ func (s *service) Start() error {
 	s.watchdogKill = false
 	s.stopForced = false
 	s.sessions = map[int]bool{}
+	s.m.noteActivation(s.u)
 	if err := s.setupCgroup(); err != nil {
 		s.u.Logf("Failed to set up the unit's cgroup: %v", err)
 		s.failReason = fmt.Sprintf("cgroup: %v", err)
@@ -492,6 +493,7 @@ func (s *service) spawn(cmd unitfile.Command, main bool) (int, error) {
 		s.sessions[started.PID] = true
 	}
 	s.m.watchPID(started.PID, s)
+	s.m.noteExecStart(s.u, execKind(s.phase, main), cmd, started.PID, main)
 	s.m.captureOutput(s.u, started)
 	return started.PID, nil
 }
@@ -514,6 +516,7 @@ func (s *service) fail(result, reason string) {
 }
 
 func (s *service) processExited(pid int, ex process.Exit) {
+	s.m.noteExecExit(s.u, pid, ex)
 	switch pid {
 	case s.mainPID:
 		s.mainPID = 0

@@ -650,6 +650,9 @@ func addActivationDeps(u *Unit, cfg *config, add func(*Unit, DepKind, string)) {
 	case cfg.Timer != nil && cfg.Type == unitfile.TypeTimer:
 		add(u, Before, cfg.Timer.Unit)
 		add(u, Triggers, cfg.Timer.Unit)
+	case cfg.Path != nil && cfg.Type == unitfile.TypePath:
+		add(u, Before, cfg.Path.Unit)
+		add(u, Triggers, cfg.Path.Unit)
 	case cfg.Service != nil && cfg.Type == unitfile.TypeService:
 		for _, name := range cfg.Service.Sockets {
 			add(u, Wants, name)

@@ -404,4 +404,6 @@ func (m *Manager) Close() {
 		m.clock.Close()
 		m.clock = nil
 	}
+	m.closePaths()
+	m.closeAutomounts()
 }

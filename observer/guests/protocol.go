@@ -7,10 +7,11 @@
 // own events (counted), and a guest that never answers a hold is overruled
 // at its deadline.
 //
-// Protocol, version 1. Every line is one JSON object with an "op".
+// Protocol, version 2 (a version 1 client is served the same way: version
+// 2 only adds "watch"). Every line is one JSON object with an "op".
 //
-//	client: {"op":"hello","version":1,"name":"my-guest"}
-//	server: {"op":"welcome","version":1,"guest":"my-guest#7"}
+//	client: {"op":"hello","version":2,"name":"my-guest"}
+//	server: {"op":"welcome","version":2,"guest":"my-guest#7"}
 //	client: {"op":"observe","id":1,"filter":"source=uevent kind=add","actions":[...],
 //	         "decides":true,"hold_timeout_ms":2000,"hold_default":"deny","queue":256}
 //	server: {"op":"ok","id":1,"observer":12}
@@ -22,18 +23,89 @@
 //
 // A client must say hello first. Requests with an "id" are answered with
 // "ok" or "error" carrying the same id.
+//
+// Holding file accesses (version 2, root only): an observe request with a
+// "watch" marks the paths with fanotify for the listed accesses ("open",
+// "access", "exec"; default open) and narrows the observer's filter to
+// those paths' events (source=fanotify mark=<path> kind=<access>);
+// "tree":true marks whole subtrees. The marks go when the observer is
+// unobserved or the guest disconnects.
+//
+//	client: {"op":"observe","id":5,"watch":{"paths":["/srv/x"],"access":["open","exec"]},
+//	         "decides":true,"hold_timeout_ms":2000,"hold_default":"deny"}
+//	server: {"op":"event","observer":13,"event":{"source":"fanotify","kind":"open",
+//	         "attrs":{"path":"/srv/x","pid":"812","exe":"/usr/bin/cat",...},"hold":56,...}}
+//	client: {"op":"answer","id":6,"observer":13,"hold":56,"verdict":"deny"}
+//
+// The accessor waits until every deciding observer answered (deny wins),
+// or until the guest's hold_timeout_ms passes (then hold_default counts for
+// it), and never longer than the fanotify source's own deadline. Without
+// fanotify (kernel, privileges) a watch is refused with the reason.
 package guests
 
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"vigil/observer"
+	"vigil/observer/fanotify"
 )
 
-// Version is the protocol version this package speaks.
-const Version = 1
+// Version is the protocol version this package speaks; MinVersion the
+// oldest it still serves.
+const (
+	Version    = 2
+	MinVersion = 1
+)
+
+// Watch limits, against a guest that would pin the kernel with marks.
+const (
+	MaxWatchPaths = 64
+	maxPathLen    = 4096
+)
+
+// Watch asks for fanotify holds on paths.
+type Watch struct {
+	Paths []string `json:"paths"`
+	// Access lists "open", "access", "exec"; empty means open.
+	Access []string `json:"access,omitempty"`
+	// Tree covers each path's whole subtree (fanotify.MarkTree).
+	Tree bool `json:"tree,omitempty"`
+}
+
+// check validates a watch and gives its access mask.
+func (w *Watch) check() (fanotify.Mask, error) {
+	if len(w.Paths) == 0 {
+		return 0, fmt.Errorf("watch: no paths")
+	}
+	if len(w.Paths) > MaxWatchPaths {
+		return 0, fmt.Errorf("watch: %d paths, at most %d", len(w.Paths), MaxWatchPaths)
+	}
+	for _, p := range w.Paths {
+		if !strings.HasPrefix(p, "/") || len(p) > maxPathLen || strings.IndexByte(p, 0) >= 0 {
+			return 0, fmt.Errorf("watch: path %q must be absolute, without NUL, at most %d bytes", p, maxPathLen)
+		}
+	}
+	access := w.Access
+	if len(access) == 0 {
+		access = []string{"open"}
+	}
+	mask, err := fanotify.ParseMask(access)
+	if err != nil {
+		return 0, fmt.Errorf("watch: %w", err)
+	}
+	return mask, nil
+}
+
+// kinds are the event kinds a watch's accesses produce.
+func (w *Watch) kinds() []string {
+	if len(w.Access) == 0 {
+		return []string{"open"}
+	}
+	return w.Access
+}
 
 // MaxLine bounds one message.
 const MaxLine = 64 * 1024
@@ -52,6 +124,7 @@ type Message struct {
 	HoldTimeoutMS int64             `json:"hold_timeout_ms,omitempty"`
 	HoldDefault   string            `json:"hold_default,omitempty"`
 	Queue         int               `json:"queue,omitempty"`
+	Watch         *Watch            `json:"watch,omitempty"`
 
 	Observer uint64 `json:"observer,omitempty"`
 	Hold     uint64 `json:"hold,omitempty"`
@@ -95,8 +168,8 @@ func Decode(line []byte) (Message, error) {
 	}
 	switch m.Op {
 	case "hello":
-		if m.Version != Version {
-			return m, fmt.Errorf("protocol version %d not supported (this server speaks %d)", m.Version, Version)
+		if m.Version < MinVersion || m.Version > Version {
+			return m, fmt.Errorf("protocol version %d not supported (this server speaks %d to %d)", m.Version, MinVersion, Version)
 		}
 	case "observe":
 		if m.Decides && m.HoldTimeoutMS <= 0 {
@@ -110,6 +183,11 @@ func Decode(line []byte) (Message, error) {
 		}
 		if m.HoldDefault != "" {
 			if _, err := observer.ParseVerdict(m.HoldDefault); err != nil {
+				return m, fmt.Errorf("observe: %v", err)
+			}
+		}
+		if m.Watch != nil {
+			if _, err := m.Watch.check(); err != nil {
 				return m, fmt.Errorf("observe: %v", err)
 			}
 		}

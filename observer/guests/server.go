@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vigil/observer"
+	"vigil/observer/fanotify"
 )
 
 // Options configure a Server.
@@ -33,6 +35,17 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Logf receives the server's complaints; nil discards them.
 	Logf func(format string, args ...any)
+	// FileAccess marks paths for root guests' "watch" requests; nil when
+	// fanotify is unavailable, FileAccessError then says why.
+	FileAccess      FileAccess
+	FileAccessError error
+}
+
+// FileAccess is the part of the fanotify source the server uses.
+type FileAccess interface {
+	Mark(path string, mask fanotify.Mask) (fanotify.MarkID, error)
+	MarkTree(dir string, mask fanotify.Mask) (fanotify.MarkID, error)
+	Unmark(id fanotify.MarkID)
 }
 
 // Server accepts guests.
@@ -160,7 +173,8 @@ func (s *Server) accept() {
 		}
 		s.count.Add(1)
 		s.wg.Add(1)
-		g := &guest{srv: s, conn: c, root: uid == 0, observers: map[observer.ObserverID]*observer.Queue{}}
+		g := &guest{srv: s, conn: c, root: uid == 0, observers: map[observer.ObserverID]*observer.Queue{},
+			marks: map[observer.ObserverID][]fanotify.MarkID{}}
 		go func() {
 			defer s.wg.Done()
 			defer s.count.Add(-1)
@@ -194,7 +208,9 @@ type guest struct {
 
 	mu        sync.Mutex
 	observers map[observer.ObserverID]*observer.Queue
-	ctx       context.Context
+	// marks are the fanotify marks of watching observers.
+	marks map[observer.ObserverID][]fanotify.MarkID
+	ctx   context.Context
 }
 
 func (g *guest) send(m Message) error {
@@ -287,7 +303,7 @@ func (g *guest) handle(m Message) {
 			name = "guest"
 		}
 		g.name = fmt.Sprintf("%s#%d", name, g.srv.nextID.Add(1))
-		g.send(Message{Op: "welcome", Version: Version, Guest: g.name})
+		g.send(Message{Op: "welcome", Version: m.Version, Guest: g.name})
 	case "observe":
 		g.observe(m)
 	case "unobserve":
@@ -295,6 +311,8 @@ func (g *guest) handle(m Message) {
 		g.mu.Lock()
 		q, ok := g.observers[id]
 		delete(g.observers, id)
+		marks := g.marks[id]
+		delete(g.marks, id)
 		g.mu.Unlock()
 		if !ok {
 			g.fail(m.ID, "observer %d is not yours", m.Observer)
@@ -302,6 +320,7 @@ func (g *guest) handle(m Message) {
 		}
 		q.Close()
 		loop.Do(func() { loop.Unregister(id) })
+		g.unmark(marks)
 		g.send(Message{Op: "ok", ID: m.ID, Observer: m.Observer})
 	case "answer":
 		id := observer.ObserverID(m.Observer)
@@ -354,6 +373,13 @@ func (g *guest) observe(m Message) {
 		g.fail(m.ID, "%v", err)
 		return
 	}
+	var marks []fanotify.MarkID
+	if m.Watch != nil {
+		if marks, err = g.watch(m.Watch, &f); err != nil {
+			g.fail(m.ID, "%v", err)
+			return
+		}
+	}
 	def, _ := observer.ParseVerdict(m.HoldDefault)
 	q := observer.NewQueue(m.Queue)
 	o := observer.Observer{
@@ -366,11 +392,15 @@ func (g *guest) observe(m Message) {
 		rerr = err
 	}
 	if rerr != nil {
+		g.unmark(marks)
 		g.fail(m.ID, "%v", rerr)
 		return
 	}
 	g.mu.Lock()
 	g.observers[id] = q
+	if len(marks) > 0 {
+		g.marks[id] = marks
+	}
 	g.mu.Unlock()
 	g.send(Message{Op: "ok", ID: m.ID, Observer: uint64(id)})
 	go func() {
@@ -396,7 +426,15 @@ func (g *guest) dropAll() {
 		ids = append(ids, id)
 	}
 	g.observers = map[observer.ObserverID]*observer.Queue{}
+	var marks []fanotify.MarkID
+	for _, ms := range g.marks {
+		marks = append(marks, ms...)
+	}
+	g.marks = map[observer.ObserverID][]fanotify.MarkID{}
 	g.mu.Unlock()
+	// Unregistering first releases pending holds with the guest's default;
+	// the marks go after, and any access in between is simply not held.
+	defer g.unmark(marks)
 	if len(ids) == 0 {
 		return
 	}
@@ -406,4 +444,52 @@ func (g *guest) dropAll() {
 			loop.Unregister(id)
 		}
 	})
+}
+
+// watch marks a watch's paths and narrows the filter to their events. Only
+// root may: a hold stops other users' processes.
+func (g *guest) watch(w *Watch, f *observer.Filter) ([]fanotify.MarkID, error) {
+	if !g.root {
+		return nil, fmt.Errorf("only root may watch paths (fanotify holds stop other processes)")
+	}
+	fa := g.srv.opts.FileAccess
+	if fa == nil {
+		reason := g.srv.opts.FileAccessError
+		if reason == nil {
+			reason = fanotify.ErrUnavailable
+		}
+		return nil, fmt.Errorf("watch: file access holds are unavailable on this system: %v", reason)
+	}
+	mask, err := w.check()
+	if err != nil {
+		return nil, err
+	}
+	var marks []fanotify.MarkID
+	paths := make([]string, 0, len(w.Paths))
+	for _, p := range w.Paths {
+		p = filepath.Clean(p)
+		var id fanotify.MarkID
+		if w.Tree {
+			id, err = fa.MarkTree(p, mask)
+		} else {
+			id, err = fa.Mark(p, mask)
+		}
+		if err != nil {
+			g.unmark(marks)
+			return nil, fmt.Errorf("watch %s: %w", p, err)
+		}
+		marks = append(marks, id)
+		paths = append(paths, p)
+	}
+	f.Terms = append(f.Terms,
+		observer.Term{Key: "source", Op: observer.OpEq, Values: []string{"fanotify"}},
+		observer.Term{Key: "kind", Op: observer.OpEq, Values: w.kinds()},
+		observer.Term{Key: "mark", Op: observer.OpEq, Values: paths})
+	return marks, nil
+}
+
+func (g *guest) unmark(marks []fanotify.MarkID) {
+	for _, id := range marks {
+		g.srv.opts.FileAccess.Unmark(id)
+	}
 }

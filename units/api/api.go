@@ -31,6 +31,7 @@ const (
 	MethodObservers    = "observers"     // none -> ObserversResult
 	MethodPing         = "ping"          // none -> Version
 	MethodSetProperty  = "set-property"  // SetPropertyArgs -> SetPropertyResult
+	MethodCancel       = "cancel"        // CancelArgs -> CancelResult
 )
 
 // Job types, as systemd names them.
@@ -342,4 +343,14 @@ type SetPropertyArgs struct {
 type SetPropertyResult struct {
 	DropIn   string   `json:"drop_in"`
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// CancelArgs names the jobs to cancel; none means every pending job.
+type CancelArgs struct {
+	IDs []uint64 `json:"ids,omitempty"`
+}
+
+// CancelResult counts the jobs canceled.
+type CancelResult struct {
+	Canceled int `json:"canceled"`
 }

@@ -31,6 +31,14 @@ func (d *unitDecoder) finalize() {
 	if s := u.Automount; s != nil {
 		d.finalizeWhere("automount", &s.Where)
 	}
+	if s := u.Swap; s != nil {
+		d.finalizeSwapWhat(s)
+	}
+	if (u.Mount != nil || u.Swap != nil) && !d.isSet("unit", "ignore-on-isolate") {
+		// systemd's default for mounts and swaps: isolating a target
+		// does not unmount file systems.
+		u.Unit.IgnoreOnIsolate = true
+	}
 	if s := u.Timer; s != nil {
 		if len(s.OnActive)+len(s.OnBoot)+len(s.OnStartup)+len(s.OnUnitActive)+len(s.OnUnitInactive)+len(s.OnCalendar) == 0 && !s.OnClockChange && !s.OnTimezoneChange {
 			d.keyProblem(SeverityError, "timer", "", "no trigger: set on-calendar, on-active, on-boot, on-startup, on-unit-active or on-unit-inactive")

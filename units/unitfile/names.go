@@ -21,19 +21,20 @@ const (
 	TypeDevice    UnitType = "device"
 	TypeSlice     UnitType = "slice"
 	TypeScope     UnitType = "scope"
+	TypeSwap      UnitType = "swap"
 )
 
 // UnitTypes lists every unit type in a stable order.
 func UnitTypes() []UnitType {
 	return []UnitType{TypeService, TypeSocket, TypeTarget, TypeMount, TypeAutomount,
-		TypePath, TypeTimer, TypeDevice, TypeSlice, TypeScope}
+		TypePath, TypeTimer, TypeDevice, TypeSlice, TypeScope, TypeSwap}
 }
 
 // Valid reports whether t is one of the known unit types.
 func (t UnitType) Valid() bool {
 	switch t {
 	case TypeService, TypeSocket, TypeTarget, TypeMount, TypeAutomount,
-		TypePath, TypeTimer, TypeDevice, TypeSlice, TypeScope:
+		TypePath, TypeTimer, TypeDevice, TypeSlice, TypeScope, TypeSwap:
 		return true
 	}
 	return false

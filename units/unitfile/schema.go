@@ -42,6 +42,7 @@ type Unit struct {
 	Socket    *SocketSection    `section:"socket" types:"socket"`
 	Mount     *MountSection     `section:"mount" types:"mount"`
 	Automount *AutomountSection `section:"automount" types:"automount"`
+	Swap      *SwapSection      `section:"swap" types:"swap"`
 	Path      *PathSection      `section:"path" types:"path"`
 	Timer     *TimerSection     `section:"timer" types:"timer"`
 	Target    *TargetSection    `section:"target" types:"target"`
@@ -269,6 +270,15 @@ type AutomountSection struct {
 	ExtraOptions  string        `key:"extra-options"`
 	DirectoryMode Mode          `key:"directory-mode"` // default 0755
 	TimeoutIdle   time.Duration `key:"timeout-idle"`   // 0: never expire
+}
+
+// SwapSection is [swap] (issue 8): a swap device or file activated with
+// swapon(2).
+type SwapSection struct {
+	What     string        `key:"what" check:"abs-path"` // default: from the unit name
+	Priority *int          `key:"priority" min:"-1" max:"32767"`
+	Options  string        `key:"options"`
+	Timeout  time.Duration `key:"timeout"` // default 90s
 }
 
 // PathSection is [path] (issue 7).
@@ -508,6 +518,8 @@ func (s *MountSection) setDefaults() {
 }
 
 func (s *AutomountSection) setDefaults() { s.DirectoryMode = 0o755 }
+
+func (s *SwapSection) setDefaults() { s.Timeout = 90 * time.Second }
 
 func (s *PathSection) setDefaults() {
 	s.DirectoryMode = 0o755

@@ -1,0 +1,50 @@
+// Package fanotify is the observer's source of file access permission
+// events: it owns one fanotify group (FAN_CLASS_CONTENT, unlimited queue),
+// the marks on it, and the reader goroutine that turns each held open,
+// read or exec into an observer event whose Hold writes FAN_ALLOW or
+// FAN_DENY back to the kernel. The constructor is New (Open is the name of
+// the open-access Mask bit).
+//
+// Who is never held. The reader allows at once, without the loop:
+//   - Vigil's own accesses (the event's pid is ours): the loop would wait
+//     on itself;
+//   - accesses no mark asked for (the kernel mark is wider than the marks:
+//     an ancestor standing in for a missing path, a directory's other
+//     children, a mount for MarkTree);
+//   - Vigil's own children still running Vigil's image (forked, not yet
+//     exec'd: PPid is ours and /proc/pid/exe is our executable, by device
+//     and inode) go through Options.Inline instead, since the loop may be
+//     waiting for that very exec.
+//
+// Every other covered access is posted to the loop (source "fanotify",
+// kind "open", "access" or "exec", attrs path, pid, uid, exe, comm, cgroup,
+// mark) with a Hold. The hold is answered exactly once, whichever comes
+// first: the loop's Release, or the source's own backstop timer
+// (Options.Deadline, one time.AfterFunc per held event, independent of the
+// loop), which answers Options.Default. A held event the loop's bounded
+// source has no room for is answered Default at once. The kernel never
+// drops a permission event (the queue is unlimited); an overflow record,
+// should one come, is counted and logged once per burst.
+//
+// Marks. Mark on a file marks its inode; on a directory, the directory and
+// the files directly in it (FAN_EVENT_ON_CHILD, FAN_ONDIR). A path that
+// does not exist yet is covered through its nearest existing ancestor (with
+// open events of its children added, so the reader sees the path's
+// components appear); every event read while such a mark waits, and a
+// poll every 500 ms, make the source resolve the marks again, and once the
+// path exists it is marked itself. A deeper component created and opened
+// within one poll, without any open in the covered directory, may
+// therefore be missed: the cheap approach, chosen over an inotify watch
+// per missing component.
+// Note also that open(2) of a path that does not exist fails with ENOENT
+// before any permission check: only accesses after its creation are held.
+// MarkTree marks the mount dir is on (FAN_MARK_MOUNT) and filters by path
+// prefix: every access of those kinds on that mount takes a round trip
+// through the reader (a few microseconds, answered at once when outside the
+// tree), and submounts are not covered. Marks follow inodes: a file
+// replaced by rename keeps its old inode's mark until the marks are
+// resolved again. Paths on procfs are refused (the reader reads /proc
+// itself and would wait on its own opens); refusals that mean "no
+// permission events here" wrap ErrUnavailable so callers can fall back to
+// inotify.
+package fanotify

@@ -1,0 +1,397 @@
+package fanotify
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/observer"
+)
+
+// Mask says which accesses a mark holds.
+type Mask uint8
+
+const (
+	// Open holds open(2) of a file: FAN_OPEN_PERM, event kind "open".
+	Open Mask = 1 << iota
+	// Access holds read(2): FAN_ACCESS_PERM, event kind "access".
+	Access
+	// Exec holds opening a file to execute it: FAN_OPEN_EXEC_PERM, event
+	// kind "exec".
+	Exec
+)
+
+// ErrUnavailable is wrapped by New when the kernel or our privileges do not
+// allow permission events (ENOSYS, EPERM, EINVAL from fanotify_init/mark),
+// and by Mark when a path's file system cannot be marked.
+var ErrUnavailable = errors.New("fanotify permission events are unavailable")
+
+// Options configure a Source.
+type Options struct {
+	// Loop receives the events, through a source named "fanotify".
+	Loop *observer.Loop
+	Logf func(format string, args ...any)
+	// QueueLimit bounds the loop source; default 4096. A held event that
+	// does not fit is answered Default at once (counted in Overflows).
+	QueueLimit int
+	// Deadline is the backstop: a held event that the loop has not released
+	// this long after it was read is answered Default by the source itself,
+	// even if the loop is stuck (counted). Default 30s. Observers' own
+	// HoldTimeouts are normally much shorter.
+	Deadline time.Duration
+	// Default is the backstop and overflow verdict; the zero value is Allow.
+	Default observer.Verdict
+	// Inline decides, on the reading goroutine and without the loop, events
+	// caused by Vigil's own children that still run Vigil's image (forked,
+	// not yet exec'd into their program: the loop may be blocked waiting
+	// for that exec). Nil: such events are allowed. It must be fast and
+	// safe for concurrent use.
+	Inline func(ev *observer.Event) observer.Verdict
+}
+
+// Stats count what the source did.
+type Stats struct {
+	// Read counts permission events read from the kernel.
+	Read uint64
+	// Posted went to the loop; Exempt were Vigil's own accesses; Inline
+	// went through Options.Inline; Backstop were answered by the deadline.
+	Posted, Exempt, Inline, Backstop uint64
+	// Overflows counts kernel queue overflows and held events the loop's
+	// source had no room for.
+	Overflows uint64
+	// Allowed and Denied count the answers written to the kernel, including
+	// the immediate allows of accesses no mark asked for.
+	Allowed, Denied uint64
+	// Marks is the number of distinct marks.
+	Marks int
+}
+
+// Source is an open fanotify group and its reader.
+type Source struct {
+	opts    Options
+	fd      int
+	file    *os.File
+	src     *observer.Source
+	selfPID int
+	selfExe fileID
+	done    chan struct{}
+	stop    chan struct{}
+
+	mu       sync.Mutex // guards the marks below
+	closed   bool
+	marks    map[MarkID]*markEntry
+	byKey    map[markKey]*markEntry
+	nextMark MarkID
+	applied  map[targetKey]*target
+	flags    map[targetKey]uint
+	snap     atomic.Pointer[snapshot]
+
+	heldMu sync.Mutex
+	held   map[*heldEvent]struct{}
+
+	read, posted, exempt, inline, backstop, overflows, allowed, denied atomic.Uint64
+}
+
+// New creates the fanotify group (FAN_CLASS_CONTENT, unlimited queue:
+// the kernel would otherwise allow permission events it has no room for
+// without telling anyone) and starts the reader goroutine.
+func New(opts Options) (*Source, error) {
+	if opts.Loop == nil {
+		return nil, fmt.Errorf("fanotify: no loop")
+	}
+	if opts.QueueLimit <= 0 {
+		opts.QueueLimit = 4096
+	}
+	if opts.Deadline <= 0 {
+		opts.Deadline = 30 * time.Second
+	}
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE,
+		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
+			return nil, fmt.Errorf("fanotify_init: %w (%w)", ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("fanotify_init: %w", err)
+	}
+	self, ok := statID("/proc/self/exe")
+	if !ok {
+		unix.Close(fd)
+		return nil, fmt.Errorf("fanotify: cannot stat /proc/self/exe")
+	}
+	s := &Source{
+		opts: opts, fd: fd, file: os.NewFile(uintptr(fd), "fanotify"),
+		selfPID: os.Getpid(), selfExe: self, done: make(chan struct{}), stop: make(chan struct{}),
+		marks: map[MarkID]*markEntry{}, byKey: map[markKey]*markEntry{},
+		applied: map[targetKey]*target{}, flags: map[targetKey]uint{},
+		held: map[*heldEvent]struct{}{},
+	}
+	s.snap.Store(&snapshot{})
+	s.src = opts.Loop.NewSource("fanotify", opts.QueueLimit)
+	go s.run()
+	go s.pollPending()
+	return s, nil
+}
+
+func (s *Source) logf(format string, args ...any) {
+	if s.opts.Logf != nil {
+		s.opts.Logf(format, args...)
+	}
+}
+
+// Close stops reading and answers every held event with Allow (the kernel
+// allows whatever is still queued when the group goes). Marks go with the
+// group.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	s.releaseAll()
+	err := s.file.Close()
+	<-s.done
+	// The reader may have held more between the first pass and its end.
+	s.releaseAll()
+	return err
+}
+
+func (s *Source) releaseAll() {
+	s.heldMu.Lock()
+	all := make([]*heldEvent, 0, len(s.held))
+	for h := range s.held {
+		all = append(all, h)
+	}
+	s.heldMu.Unlock()
+	for _, h := range all {
+		h.release(observer.Allow)
+	}
+}
+
+// Stats reports the counters. Safe from any goroutine.
+func (s *Source) Stats() Stats {
+	return Stats{
+		Read: s.read.Load(), Posted: s.posted.Load(), Exempt: s.exempt.Load(), Inline: s.inline.Load(),
+		Backstop: s.backstop.Load(), Overflows: s.overflows.Load(), Allowed: s.allowed.Load(),
+		Denied: s.denied.Load(), Marks: s.snap.Load().count,
+	}
+}
+
+// answer writes a verdict for an event's file and closes it. Counting
+// comes first, so that whoever sees the accessor go on sees it counted.
+func (s *Source) answer(fd int32, v observer.Verdict) {
+	if v == observer.Allow {
+		s.allowed.Add(1)
+	} else {
+		s.denied.Add(1)
+	}
+	var b [responseLen]byte
+	encodeResponse(&b, fd, v == observer.Allow)
+	if _, err := s.file.Write(b[:]); err != nil && !errors.Is(err, os.ErrClosed) {
+		s.logf("fanotify: answer %s for fd %d: %v", v, fd, err)
+	}
+	unix.Close(int(fd))
+}
+
+// heldEvent is a permission event waiting for the loop. It is answered
+// exactly once: by the loop's Release or by the backstop, whichever comes
+// first.
+type heldEvent struct {
+	s     *Source
+	fd    int32
+	done  atomic.Bool
+	timer atomic.Pointer[time.Timer]
+}
+
+// claim makes the caller the one who answers; only the first caller gets
+// true.
+func (h *heldEvent) claim() bool {
+	if !h.done.CompareAndSwap(false, true) {
+		return false
+	}
+	if t := h.timer.Load(); t != nil {
+		t.Stop()
+	}
+	h.s.heldMu.Lock()
+	delete(h.s.held, h)
+	h.s.heldMu.Unlock()
+	return true
+}
+
+func (h *heldEvent) release(v observer.Verdict) bool {
+	if !h.claim() {
+		return false
+	}
+	h.s.answer(h.fd, v)
+	return true
+}
+
+func (h *heldEvent) expire() {
+	if h.claim() {
+		h.s.backstop.Add(1)
+		h.s.logf("fanotify: held event not released within %v; answered %s", h.s.opts.Deadline, h.s.opts.Default)
+		h.s.answer(h.fd, h.s.opts.Default)
+	}
+}
+
+// run is the reader goroutine.
+func (s *Source) run() {
+	defer close(s.done)
+	defer func() {
+		if p := recover(); p != nil {
+			s.logf("fanotify: reader stopped by panic: %v", p)
+		}
+	}()
+	buf := make([]byte, 64*1024)
+	recs := make([]record, 0, 256)
+	var proc procReader
+	overflowing := false
+	for {
+		n, err := s.file.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+				continue
+			}
+			s.logf("fanotify: read: %v", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		recs, err = parseRecords(buf[:n], recs[:0])
+		if err != nil {
+			s.logf("%v", err)
+		}
+		sawOverflow := false
+		for _, r := range recs {
+			if r.Mask&unix.FAN_Q_OVERFLOW != 0 {
+				s.overflows.Add(1)
+				sawOverflow = true
+				if !overflowing {
+					s.logf("fanotify: kernel event queue overflowed; accesses it had no room for were allowed")
+				}
+				overflowing = true
+			}
+			if r.FD == unix.FAN_NOFD || r.FD < 0 {
+				continue
+			}
+			s.handle(&proc, r)
+		}
+		if !sawOverflow {
+			overflowing = false
+		}
+	}
+}
+
+// handle decides or posts one event that carries a file.
+func (s *Source) handle(proc *procReader, r record) {
+	kind, bit := kindOf(r.Mask)
+	if kind == "" {
+		// Not a permission event: nothing waits for an answer.
+		unix.Close(int(r.FD))
+		return
+	}
+	s.read.Add(1)
+	sn := s.snap.Load()
+	if sn.pending {
+		// A mark waits for its path: this access may be its appearance.
+		defer s.reresolve()
+	}
+	if int(r.PID) == s.selfPID {
+		s.exempt.Add(1)
+		s.answer(r.FD, observer.Allow)
+		return
+	}
+	path := proc.fdPath(r.FD)
+	mark, ok := sn.match(path, bit)
+	if !ok {
+		s.answer(r.FD, observer.Allow)
+		return
+	}
+	if proc.runsImage(r.PID, s.selfPID, s.selfExe) {
+		s.inline.Add(1)
+		v := observer.Allow
+		if s.opts.Inline != nil {
+			ev := s.event(proc, r, kind, path, mark)
+			v = s.inlineVerdict(&ev)
+		}
+		s.answer(r.FD, v)
+		return
+	}
+	ev := s.event(proc, r, kind, path, mark)
+	h := &heldEvent{s: s, fd: r.FD}
+	s.heldMu.Lock()
+	s.held[h] = struct{}{}
+	s.heldMu.Unlock()
+	h.timer.Store(time.AfterFunc(s.opts.Deadline, h.expire))
+	ev.Hold = &observer.Hold{
+		Release:  func(v observer.Verdict) { h.release(v) },
+		Deadline: s.opts.Deadline,
+		Default:  observer.Allow,
+	}
+	s.posted.Add(1) // before the loop can release it
+	if s.src.Post(ev) {
+		return
+	}
+	// No room at the loop: fail safe with the configured verdict now
+	// rather than when the loop gets round to the dropped hold.
+	s.posted.Add(^uint64(0))
+	s.overflows.Add(1)
+	h.release(s.opts.Default)
+}
+
+// pendingPoll is how often marks waiting for their path are resolved again
+// without any event: path components created without an open in the
+// covered directory are noticed this late.
+const pendingPoll = 500 * time.Millisecond
+
+func (s *Source) pollPending() {
+	t := time.NewTicker(pendingPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if s.snap.Load().pending {
+				s.reresolve()
+			}
+		}
+	}
+}
+
+func (s *Source) inlineVerdict(ev *observer.Event) (v observer.Verdict) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.logf("fanotify: inline decider panicked: %v; taking %s", p, s.opts.Default)
+			v = s.opts.Default
+		}
+	}()
+	return s.opts.Inline(ev)
+}
+
+func (s *Source) event(proc *procReader, r record, kind, path, mark string) observer.Event {
+	p := proc.process(r.PID)
+	return observer.Event{
+		Source: "fanotify",
+		Kind:   kind,
+		Attrs: map[string]string{
+			"path":   path,
+			"pid":    strconv.Itoa(int(r.PID)),
+			"uid":    p.uid,
+			"exe":    p.exe,
+			"comm":   p.comm,
+			"cgroup": p.cgrp,
+			"mark":   mark,
+		},
+	}
+}

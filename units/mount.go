@@ -1,0 +1,856 @@
+package units
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vigil/observer"
+	"vigil/observer/mountinfo"
+	"vigil/observer/uevent/blkid"
+	"vigil/units/api"
+	"vigil/units/unitfile"
+)
+
+// Mount units (systemd's mount.c, in Vigil's shape).
+//
+// A .mount unit mounts with mount(2) directly: its options are split into
+// the kernel's flags (ro, nosuid, nodev, noexec, relatime, bind, ...) and
+// the file system's data string; options meant for user space (nofail,
+// _netdev, x-*, ...) are dropped. The mount(2) and umount2(2) calls run on
+// a goroutine, never on the loop, so a hanging device cannot stall the
+// manager: when the unit's timeout passes first, the unit fails (the call
+// itself cannot be cancelled and is left to finish in the kernel).
+//
+// The state follows the mount table: every "mount"/"umount" event of the
+// mountinfo source (observer/mountinfo, started by the caller; the
+// manager only follows its events) is applied to the unit of its mount
+// point. So a mount made by someone else makes its unit active — a
+// "foreign" unit without a file, created on the fly, as systemd does —
+// and an external umount makes it inactive.
+
+// MountSource is the name of the source whose events mount units follow
+// (the default name of mountinfo.Watch's source).
+const MountSource = mountinfo.SourceName
+
+// mountSyscalls are the kernel calls of mount units; tests replace them to
+// make a call hang or fail.
+type mountSyscalls interface {
+	Mount(source, target, fstype string, flags uintptr, data string) error
+	Unmount(target string, flags int) error
+}
+
+type kernelMounts struct{}
+
+func (kernelMounts) Mount(source, target, fstype string, flags uintptr, data string) error {
+	return unix.Mount(source, target, fstype, flags, data)
+}
+func (kernelMounts) Unmount(target string, flags int) error { return unix.Unmount(target, flags) }
+
+// mountTable is the manager's view of the mount table, fed by the
+// mountinfo source; it lives on the loop.
+type mountTable struct {
+	byID map[int]mountinfo.Mount
+	sys  mountSyscalls
+	// stopWatch ends the device watcher that starts wanted mounts on
+	// hot-plug.
+	stopWatch func()
+}
+
+func newMountTable() *mountTable {
+	return &mountTable{byID: map[int]mountinfo.Mount{}, sys: kernelMounts{}}
+}
+
+// at gives the top-most mount at where (the last one mounted there).
+func (t *mountTable) at(where string) (mountinfo.Mount, bool) {
+	var best mountinfo.Mount
+	found := false
+	for _, m := range t.byID {
+		// An automount's autofs trigger is not the mount of its unit.
+		if m.FSType == "autofs" {
+			continue
+		}
+		if m.MountPoint == where && (!found || m.ID > best.ID) {
+			best, found = m, true
+		}
+	}
+	return best, found
+}
+
+// startMounts registers the observer of the mountinfo source and the
+// hot-plug watcher. Called from New.
+func (m *Manager) startMounts() error {
+	if m.mounts == nil {
+		m.mounts = newMountTable()
+	}
+	if _, err := m.loop.Register(observer.Observer{
+		Guest:  "supervisor",
+		Name:   "mount table",
+		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{MountSource}}}},
+		Notify: m.onMountinfoEvent,
+	}); err != nil {
+		return err
+	}
+	m.mounts.stopWatch = m.WatchUnits(m.startWantedOnPlug)
+	return nil
+}
+
+func (m *Manager) onMountinfoEvent(ev *observer.Event) {
+	t := m.mounts
+	switch ev.Kind {
+	case mountinfo.KindResync:
+		table, ok := ev.Payload.([]mountinfo.Mount)
+		if !ok {
+			return
+		}
+		old := make([]mountinfo.Mount, 0, len(t.byID))
+		for _, mt := range t.byID {
+			old = append(old, mt)
+		}
+		for _, c := range mountinfo.Diff(old, table) {
+			m.applyMountChange(c.Kind, c.Mount)
+		}
+	case mountinfo.KindMount, mountinfo.KindUmount, mountinfo.KindRemount:
+		mt, ok := ev.Payload.(mountinfo.Mount)
+		if !ok {
+			return
+		}
+		m.applyMountChange(ev.Kind, mt)
+	}
+}
+
+func (m *Manager) applyMountChange(kind string, mt mountinfo.Mount) {
+	t := m.mounts
+	name, err := unitfile.MountUnitName(mt.MountPoint)
+	if err != nil {
+		return // a path systemd cannot name either
+	}
+	switch kind {
+	case mountinfo.KindMount, mountinfo.KindRemount:
+		t.byID[mt.ID] = mt
+		if mt.FSType == "autofs" {
+			return // an automount's trigger (automount.go)
+		}
+		u := m.units[name]
+		if u == nil {
+			if len(name) > unitfile.MaxNameLength {
+				return
+			}
+			u = m.newForeignMountUnit(name, mt)
+			m.rebuildGraph()
+		}
+		if mb, ok := u.behaviour.(*mount); ok {
+			mb.seenMounted(mt)
+		}
+	case mountinfo.KindUmount:
+		delete(t.byID, mt.ID)
+		if _, still := t.at(mt.MountPoint); still {
+			return
+		}
+		u := m.units[name]
+		if u == nil {
+			return
+		}
+		mb, ok := u.behaviour.(*mount)
+		if !ok {
+			return
+		}
+		mb.seenUnmounted()
+		if isForeignMount(u) && u.job == nil && u.active.IsInactiveOrFailed() {
+			m.removeUnit(u)
+			m.rebuildGraph()
+		}
+	}
+}
+
+// isForeignMount reports whether u is a mount unit made from the mount
+// table, without a file: a rescan of the unit files must keep it.
+func isForeignMount(u *Unit) bool {
+	mb, ok := u.behaviour.(*mount)
+	return ok && mb.foreign && u.cfg != nil && u.cfg.Fragment == ""
+}
+
+// newForeignMountUnit adds the unit of a mount someone else made. Its
+// configuration is what the table says; it ignores isolation and has no
+// default dependencies, so neither isolating a target nor stopping a
+// manager that is not PID 1 unmounts what it did not mount.
+func (m *Manager) newForeignMountUnit(name string, mt mountinfo.Mount) *Unit {
+	id, _ := unitfile.ParseName(name)
+	cfg := &unitfile.Unit{
+		Name: name, ID: id, Type: unitfile.TypeMount, LoadState: unitfile.LoadStateLoaded,
+		Unit: unitfile.UnitSection{
+			IgnoreOnIsolate: true, JobTimeout: unitfile.Infinity, OnFailureJobMode: "replace",
+			RefuseManualStop:   isAPIMountPoint(mt.MountPoint),
+			StartLimitInterval: 10 * time.Second, StartLimitBurst: 5,
+			StartLimitAction: "none", FailureAction: "none", SuccessAction: "none", JobTimeoutAction: "none",
+		},
+		Mount: &unitfile.MountSection{What: mt.Source, Where: mt.MountPoint, FSType: mt.FSType,
+			Options: mt.AllOptions(), DirectoryMode: 0o755, Timeout: 90 * time.Second},
+	}
+	u := m.newUnit(name)
+	u.cfg = cfg
+	u.Type = string(unitfile.TypeMount)
+	u.LoadState = LoadLoaded
+	u.startLimit.interval, u.startLimit.burst = cfg.Unit.StartLimitInterval, cfg.Unit.StartLimitBurst
+	mb := newMount(u)
+	mb.foreign = true
+	u.behaviour = mb
+	m.units[name] = u
+	return u
+}
+
+// isAPIMountPoint reports whether where is the root or a kernel API file
+// system the manager itself needs: stopping its unit by hand is refused.
+func isAPIMountPoint(where string) bool {
+	if where == "/" || where == "/run" {
+		return true
+	}
+	for _, api := range []string{"/proc", "/sys", "/dev"} {
+		if where == api || strings.HasPrefix(where, api+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// networkFSTypes are the file systems systemd orders after the network
+// (fstype_is_network).
+var networkFSTypes = []string{"afs", "ceph", "cifs", "smb3", "smbfs", "sshfs", "ncpfs", "ncp", "nfs", "nfs4",
+	"gfs", "gfs2", "glusterfs", "pvfs2", "ocfs2", "lustre", "davfs", "9p"}
+
+// isNetworkMount reports whether a mount needs the network: a network
+// file system type, or the _netdev option.
+func isNetworkMount(fstype, options string) bool {
+	fstype = strings.TrimPrefix(fstype, "fuse.")
+	if slices.Contains(networkFSTypes, fstype) {
+		return true
+	}
+	return slices.Contains(strings.Split(options, ","), "_netdev")
+}
+
+// addMountDeps adds the implicit dependencies of mount and swap units
+// (systemd's mount_add_extras): the parent mount point's unit, the device
+// unit of a /dev source, and with default dependencies the file system
+// targets and umount.target.
+func (m *Manager) addMountDeps(u *Unit, cfg *config, add func(*Unit, DepKind, string)) {
+	var what, options string
+	var defaults bool
+	switch {
+	case cfg.Mount != nil && cfg.Type == unitfile.TypeMount:
+		s := cfg.Mount
+		what, options, defaults = s.What, s.Options, cfg.Unit.DefaultDependencies
+		// Every mount point above this one that has a unit must be
+		// mounted first.
+		for p := path.Dir(s.Where); s.Where != "/"; p = path.Dir(p) {
+			if name, err := unitfile.MountUnitName(p); err == nil {
+				if pu := m.units[name]; pu != nil && pu.LoadState == LoadLoaded && pu.Type == string(unitfile.TypeMount) {
+					add(u, Requires, name)
+					add(u, After, name)
+					break
+				}
+			}
+			if p == "/" {
+				break
+			}
+		}
+		if defaults {
+			if isNetworkMount(s.FSType, s.Options) {
+				add(u, Before, "remote-fs.target")
+				add(u, After, "network.target")
+			} else {
+				add(u, Before, "local-fs.target")
+				add(u, After, "local-fs-pre.target")
+			}
+		}
+	case cfg.Swap != nil && cfg.Type == unitfile.TypeSwap:
+		what, options, defaults = cfg.Swap.What, cfg.Swap.Options, cfg.Unit.DefaultDependencies
+		if defaults {
+			add(u, Before, "swap.target")
+		}
+	default:
+		return
+	}
+	if defaults {
+		add(u, Conflicts, "umount.target")
+		add(u, Before, "umount.target")
+	}
+	// A device that never comes would hold every start for the device
+	// timeout: bind to devices only when the manager follows them.
+	if m.devices.enabled && strings.HasPrefix(what, "/dev/") && !strings.Contains(options, "bind") {
+		if name, err := unitfile.DeviceUnitName(path.Clean(what)); err == nil {
+			add(u, BindsTo, name)
+			add(u, After, name)
+		}
+	}
+}
+
+// startWantedOnPlug starts, when a device appears on its own (plugged,
+// not by a job), the mount and swap units bound to it that something
+// active wants, and the units that name the device in wanted-by: a disk
+// plugged in later is mounted as if it had been there at boot.
+func (m *Manager) startWantedOnPlug(dev *Unit) {
+	if dev.Type != string(unitfile.TypeDevice) || dev.active != StateActive || dev.job != nil || m.shuttingDown {
+		return
+	}
+	var names []string
+	for _, name := range dev.Deps(BoundBy) {
+		if u := m.units[name]; u != nil && (u.Type == string(unitfile.TypeMount) || u.Type == string(unitfile.TypeSwap)) && m.isWanted(u) {
+			names = append(names, name)
+		}
+	}
+	names = append(names, dev.Deps(Wants)...)
+	for _, u := range m.Units() {
+		if u.cfg != nil && u.LoadState == LoadLoaded && slices.Contains(u.cfg.Install.WantedBy, dev.Name) {
+			names = append(names, u.Name)
+		}
+	}
+	for _, name := range names {
+		u := m.units[name]
+		if u == nil || !u.active.IsInactiveOrFailed() || u.job != nil {
+			continue
+		}
+		dev.Logf("Device appeared: starting %s.", name)
+		if _, err := m.Enqueue(name, api.JobStart, api.ModeReplace); err != nil {
+			u.Logf("Cannot start on hot-plug of %s: %v", dev.Name, err)
+		}
+	}
+}
+
+// isWanted reports whether an active (or starting) unit wants or requires u.
+func (m *Manager) isWanted(u *Unit) bool {
+	for _, k := range []DepKind{WantedBy, RequiredBy} {
+		for _, name := range u.Deps(k) {
+			if w := m.units[name]; w != nil && (w.active.IsActiveOrReloading() || w.active == StateActivating) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// mount is the behaviour of .mount units.
+type mount struct {
+	u *Unit
+	// foreign is true for units made from the mount table.
+	foreign bool
+	// op numbers the mount and umount calls: a result that comes back
+	// after its call was abandoned (timeout, stop) is ignored.
+	op    int
+	timer observer.TimerID
+	// result and reason say why the unit last failed.
+	result string
+	reason string
+}
+
+func newMount(u *Unit) *mount {
+	mb := &mount{u: u, result: "success"}
+	// A unit loaded after its file system was mounted starts active.
+	if u.m.mounts != nil && u.cfg != nil && u.cfg.Mount != nil {
+		if _, ok := u.m.mounts.at(u.cfg.Mount.Where); ok {
+			u.active, u.sub = StateActive, "mounted"
+			now := time.Now()
+			u.activeEnter, u.inactiveExit, u.stateChange = now, now, now
+		}
+	}
+	return mb
+}
+
+func (mb *mount) section() *unitfile.MountSection { return mb.u.cfg.Mount }
+
+func (mb *mount) mounted() bool {
+	_, ok := mb.u.m.mounts.at(mb.section().Where)
+	return ok
+}
+
+// seenMounted applies a "mount" event at the unit's mount point.
+func (mb *mount) seenMounted(mountinfo.Mount) {
+	u := mb.u
+	switch u.active {
+	case StateInactive, StateFailed, StateActivating:
+		mb.cancelOp()
+		u.SetState(StateActive, "mounted")
+	}
+}
+
+// seenUnmounted applies the last "umount" at the unit's mount point.
+func (mb *mount) seenUnmounted() {
+	u := mb.u
+	switch u.active {
+	case StateActive, StateReloading, StateDeactivating:
+		mb.cancelOp()
+		if u.active == StateActive {
+			u.Logf("Unmounted by someone else.")
+		}
+		u.SetState(StateInactive, "dead")
+	}
+}
+
+func (mb *mount) cancelOp() {
+	mb.op++
+	mb.u.m.StopTimer(mb.timer)
+	mb.timer = 0
+}
+
+func (mb *mount) fail(result, reason string) {
+	u := mb.u
+	mb.cancelOp()
+	mb.result, mb.reason = result, reason
+	u.Logf("%s", reason)
+	u.SetState(StateFailed, "failed")
+}
+
+// starting keeps a second start job from issuing a second mount call.
+func (mb *mount) starting() bool { return mb.u.active == StateActivating }
+
+func (mb *mount) Start() error {
+	u := mb.u
+	s := mb.section()
+	if mb.mounted() {
+		u.SetState(StateActive, "mounted")
+		return nil
+	}
+	req, err := planMount(s)
+	if err != nil {
+		mb.fail("resources", fmt.Sprintf("mount %s: %v", s.Where, err))
+		return nil
+	}
+	mb.result, mb.reason = "success", ""
+	mb.cancelOp()
+	op := mb.op
+	u.SetState(StateActivating, "mounting")
+	mb.armTimeout(s.Timeout, "mounting")
+	sys := u.m.mounts.sys
+	go func() {
+		err := req.run(sys, s)
+		u.m.loop.Do(func() { mb.mountDone(op, err) })
+	}()
+	return nil
+}
+
+func (mb *mount) armTimeout(d time.Duration, doing string) {
+	if d <= 0 || d == unitfile.Infinity {
+		return
+	}
+	op := mb.op
+	mb.timer = mb.u.m.AfterFunc(d, func() {
+		if mb.op != op {
+			return
+		}
+		mb.timer = 0
+		if doing == "unmounting" {
+			mb.cancelOp()
+			mb.result, mb.reason = "timeout", fmt.Sprintf("unmounting %s timed out after %v", mb.section().Where, d)
+			mb.u.Logf("%s", mb.reason)
+			mb.u.SetState(StateActive, "mounted")
+			if j := mb.u.job; j != nil {
+				mb.u.m.finishJob(j, api.ResultTimeout, mb.reason)
+			}
+			return
+		}
+		mb.fail("timeout", fmt.Sprintf("mounting %s timed out after %v (the mount call is left to finish in the kernel)", mb.section().Where, d))
+	})
+}
+
+func (mb *mount) mountDone(op int, err error) {
+	u := mb.u
+	s := mb.section()
+	if op != mb.op {
+		if err == nil {
+			u.Logf("A mount of %s abandoned earlier has completed.", s.Where)
+		}
+		return
+	}
+	mb.cancelOp()
+	if err != nil {
+		mb.fail("exit-code", fmt.Sprintf("mount %s on %s: %v", s.What, s.Where, explainMountError(err, s)))
+		return
+	}
+	u.SetState(StateActive, "mounted")
+}
+
+func (mb *mount) Stop() error {
+	u := mb.u
+	s := mb.section()
+	if u.active == StateActivating {
+		// The mount call cannot be called back: abandon it. If it still
+		// succeeds, the mount table will show it.
+		mb.cancelOp()
+	}
+	if !mb.mounted() {
+		mb.cancelOp()
+		u.SetState(StateInactive, "dead")
+		return nil
+	}
+	flags := unix.UMOUNT_NOFOLLOW
+	if s.LazyUnmount {
+		flags |= unix.MNT_DETACH
+	}
+	if s.ForceUnmount {
+		flags |= unix.MNT_FORCE
+	}
+	mb.cancelOp()
+	op := mb.op
+	u.SetState(StateDeactivating, "unmounting")
+	mb.armTimeout(s.Timeout, "unmounting")
+	sys := u.m.mounts.sys
+	where := s.Where
+	go func() {
+		err := sys.Unmount(where, flags)
+		u.m.loop.Do(func() { mb.unmountDone(op, err) })
+	}()
+	return nil
+}
+
+func (mb *mount) unmountDone(op int, err error) {
+	u := mb.u
+	if op != mb.op {
+		return
+	}
+	mb.cancelOp()
+	if err != nil && !errors.Is(err, unix.EINVAL) {
+		mb.result, mb.reason = "exit-code", fmt.Sprintf("umount %s: %v", mb.section().Where, err)
+		u.Logf("%s", mb.reason)
+		if mb.mounted() {
+			u.SetState(StateActive, "mounted")
+			if j := u.job; j != nil {
+				u.m.finishJob(j, api.ResultFailed, mb.reason)
+			}
+			return
+		}
+	}
+	// EINVAL: it was not mounted any more.
+	u.SetState(StateInactive, "dead")
+}
+
+func (mb *mount) Reload() error {
+	return fmt.Errorf("%s cannot be reloaded (remount it with options remount)", mb.u.Name)
+}
+func (mb *mount) CanReload() bool        { return false }
+func (mb *mount) Kill(string, int) error { return fmt.Errorf("%s has no processes", mb.u.Name) }
+func (mb *mount) ResetFailed() {
+	mb.result, mb.reason = "success", ""
+	if mb.u.active == StateFailed {
+		mb.u.SetState(StateInactive, "dead")
+	}
+}
+func (mb *mount) Reconfigure() {
+	mb.foreign = false
+}
+
+// FailureReason says why the unit failed, for the failed job.
+func (mb *mount) FailureReason() string { return mb.reason }
+
+func (mb *mount) Describe(st *api.UnitStatus) {}
+
+func (mb *mount) Properties() []api.Property {
+	s := mb.section()
+	props := []api.Property{{Name: "What", Value: s.What}, {Name: "Where", Value: s.Where},
+		{Name: "Type", Value: s.FSType}, {Name: "Options", Value: s.Options},
+		{Name: "Result", Value: mb.result}, {Name: "Foreign", Value: fmt.Sprint(mb.foreign)}}
+	if mt, ok := mb.u.m.mounts.at(s.Where); ok {
+		props = append(props, api.Property{Name: "MountID", Value: fmt.Sprint(mt.ID)},
+			api.Property{Name: "MountedWhat", Value: mt.Source}, api.Property{Name: "MountedType", Value: mt.FSType},
+			api.Property{Name: "MountedOptions", Value: mt.AllOptions()})
+	}
+	return props
+}
+
+func (mb *mount) jobMessage(jobType, event string) (string, bool) {
+	desc := mb.u.describe()
+	if mb.u.Description == "" {
+		desc = mb.section().Where
+	}
+	switch event {
+	case "starting":
+		if jobType == api.JobStart {
+			return "Mounting " + desc + "...", true
+		}
+		return "", true
+	case "stopping":
+		return "Unmounting " + desc + "...", true
+	case api.ResultDone:
+		if jobType == api.JobStop {
+			return "Unmounted " + desc + ".", true
+		}
+		if mb.u.active.IsActiveOrReloading() {
+			return "Mounted " + desc + ".", true
+		}
+		return "", true
+	}
+	return "", false
+}
+
+// mountRequest is a mount(2) call planned from a unit's settings.
+type mountRequest struct {
+	what, fstype string
+	flags        uintptr
+	data         string
+	// propagation is MS_SHARED, MS_PRIVATE, ... (with MS_REC), applied by
+	// a second call: the kernel takes it alone.
+	propagation uintptr
+	// remountBind applies ro, nosuid, ... to a bind mount, which the
+	// kernel ignores on the first call.
+	remountBind bool
+	sloppy      bool
+}
+
+func planMount(s *unitfile.MountSection) (*mountRequest, error) {
+	opts, err := ParseMountOptions(s.Options)
+	if err != nil {
+		return nil, err
+	}
+	req := &mountRequest{what: s.What, fstype: s.FSType, flags: opts.Flags, data: strings.Join(opts.Data, ","),
+		propagation: opts.Propagation, sloppy: s.SloppyOptions}
+	if s.ReadWriteOnly && opts.Flags&unix.MS_RDONLY != 0 {
+		return nil, fmt.Errorf("options ask for read-only but read-write-only is set")
+	}
+	if opts.Loop {
+		return nil, fmt.Errorf("option loop is not supported: set up the loop device and mount it (what = \"/dev/loopN\")")
+	}
+	if req.flags&unix.MS_BIND != 0 {
+		req.fstype = ""
+		req.remountBind = req.flags&^(unix.MS_BIND|unix.MS_REC) != 0
+		return req, nil
+	}
+	if strings.HasPrefix(req.fstype, "fuse") {
+		return nil, fmt.Errorf("type %s needs a user-space mount helper, which Vigil does not run", req.fstype)
+	}
+	return req, nil
+}
+
+// run does the mount, with everything that touches the file system (the
+// mount point, the superblock probe): off the loop, since any of it can
+// hang on a dead device or server.
+func (req *mountRequest) run(sys mountSyscalls, s *unitfile.MountSection) error {
+	if err := prepareMountPoint(s.Where, os.FileMode(s.DirectoryMode), req.flags&unix.MS_BIND != 0 && isRegularFile(s.What)); err != nil {
+		return err
+	}
+	if req.flags&unix.MS_BIND == 0 && (req.fstype == "" || req.fstype == "auto") {
+		t, err := probeFSType(s.What)
+		if err != nil {
+			return err
+		}
+		req.fstype = t
+	}
+	first := req.flags
+	if req.remountBind {
+		first &= unix.MS_BIND | unix.MS_REC
+	}
+	err := sys.Mount(req.what, s.Where, req.fstype, first, req.data)
+	if err != nil && req.sloppy && req.data != "" && errors.Is(err, unix.EINVAL) {
+		// sloppy-options: a file system that refuses an option it does
+		// not know still mounts, without the data options.
+		err = sys.Mount(req.what, s.Where, req.fstype, first, "")
+	}
+	if err != nil {
+		return err
+	}
+	if req.remountBind {
+		if err := sys.Mount("", s.Where, "", req.flags|unix.MS_REMOUNT|unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("remount bind mount with its flags: %w", err)
+		}
+	}
+	if req.propagation != 0 {
+		if err := sys.Mount("", s.Where, "", req.propagation, ""); err != nil {
+			return fmt.Errorf("set propagation: %w", err)
+		}
+	}
+	return nil
+}
+
+// explainMountError turns the kernel's terse answers into what to check.
+func explainMountError(err error, s *unitfile.MountSection) error {
+	switch {
+	case errors.Is(err, unix.ENODEV):
+		return fmt.Errorf("unknown file system type %q (not in /proc/filesystems; is its module loaded?): %w", s.FSType, err)
+	case errors.Is(err, unix.ENOTBLK):
+		return fmt.Errorf("%s is not a block device: %w", s.What, err)
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("%s or %s does not exist: %w", s.What, s.Where, err)
+	case errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("mount point %s is not a directory: %w", s.Where, err)
+	case errors.Is(err, unix.EINVAL):
+		return fmt.Errorf("bad superblock or options %q for type %s: %w", s.Options, s.FSType, err)
+	}
+	return err
+}
+
+// probeFSType reads the superblock of what to find its file system type.
+func probeFSType(what string) (string, error) {
+	f, err := os.Open(what)
+	if err != nil {
+		return "", fmt.Errorf("no type set and cannot probe %s: %w", what, err)
+	}
+	defer f.Close()
+	id, err := blkid.ProbeIdentity(f)
+	if err != nil || id.Type == "" {
+		return "", fmt.Errorf("no type set and the file system on %s is not recognised: set type", what)
+	}
+	return id.Type, nil
+}
+
+func isRegularFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// prepareMountPoint creates the mount point (and its parents) with mode,
+// and refuses one that is not a directory (unless a file is bind-mounted
+// onto a file) or is a symbolic link, as systemd does.
+func prepareMountPoint(where string, mode os.FileMode, fileBind bool) error {
+	fi, err := os.Lstat(where)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if fileBind {
+			if err := os.MkdirAll(path.Dir(where), mode); err != nil {
+				return fmt.Errorf("create parent of mount point: %w", err)
+			}
+			f, err := os.OpenFile(where, os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return fmt.Errorf("create mount point file: %w", err)
+			}
+			return f.Close()
+		}
+		if err := os.MkdirAll(where, mode); err != nil {
+			return fmt.Errorf("create mount point: %w", err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("mount point: %w", err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("mount point %s is a symbolic link: name the real path", where)
+	case fi.IsDir():
+		if fileBind {
+			return fmt.Errorf("mount point %s is a directory, but what is a file", where)
+		}
+		return nil
+	case fileBind && fi.Mode().IsRegular():
+		return nil
+	}
+	return fmt.Errorf("mount point %s is not a directory (it is a %s)", where, fileKind(fi.Mode()))
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "file"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return m.Type().String()
+}
+
+// MountOptions are mount options split as mount(8) splits them.
+type MountOptions struct {
+	// Flags are the MS_* flags for mount(2).
+	Flags uintptr
+	// Data are the options passed to the file system, in order.
+	Data []string
+	// Propagation is MS_SHARED, MS_SLAVE, MS_PRIVATE or MS_UNBINDABLE,
+	// maybe with MS_REC.
+	Propagation uintptr
+	// UserSpace are the options for mount programs and generators
+	// (nofail, _netdev, x-systemd.*, ...), dropped before the kernel.
+	UserSpace []string
+	// Loop is set by the loop option, which needs a loop device set up.
+	Loop bool
+}
+
+// mountFlagTable maps the flag options to what they set and clear.
+var mountFlagTable = map[string]struct {
+	set, clear uintptr
+}{
+	"ro": {unix.MS_RDONLY, 0}, "rw": {0, unix.MS_RDONLY},
+	"nosuid": {unix.MS_NOSUID, 0}, "suid": {0, unix.MS_NOSUID},
+	"nodev": {unix.MS_NODEV, 0}, "dev": {0, unix.MS_NODEV},
+	"noexec": {unix.MS_NOEXEC, 0}, "exec": {0, unix.MS_NOEXEC},
+	"sync": {unix.MS_SYNCHRONOUS, 0}, "async": {0, unix.MS_SYNCHRONOUS},
+	"dirsync": {unix.MS_DIRSYNC, 0},
+	"remount": {unix.MS_REMOUNT, 0},
+	"mand":    {unix.MS_MANDLOCK, 0}, "nomand": {0, unix.MS_MANDLOCK},
+	"noatime": {unix.MS_NOATIME, 0}, "atime": {0, unix.MS_NOATIME},
+	"nodiratime": {unix.MS_NODIRATIME, 0}, "diratime": {0, unix.MS_NODIRATIME},
+	"relatime": {unix.MS_RELATIME, 0}, "norelatime": {0, unix.MS_RELATIME},
+	"strictatime": {unix.MS_STRICTATIME, 0}, "nostrictatime": {0, unix.MS_STRICTATIME},
+	"lazytime": {unix.MS_LAZYTIME, 0}, "nolazytime": {0, unix.MS_LAZYTIME},
+	"silent": {unix.MS_SILENT, 0}, "loud": {0, unix.MS_SILENT},
+	"bind": {unix.MS_BIND, 0}, "rbind": {unix.MS_BIND | unix.MS_REC, 0},
+	"move": {unix.MS_MOVE, 0},
+}
+
+var propagationTable = map[string]uintptr{
+	"shared": unix.MS_SHARED, "rshared": unix.MS_SHARED | unix.MS_REC,
+	"slave": unix.MS_SLAVE, "rslave": unix.MS_SLAVE | unix.MS_REC,
+	"private": unix.MS_PRIVATE, "rprivate": unix.MS_PRIVATE | unix.MS_REC,
+	"unbindable": unix.MS_UNBINDABLE, "runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
+}
+
+// userSpaceOptions are consumed by mount programs, never the kernel.
+var userSpaceOptions = []string{"defaults", "auto", "noauto", "nofail", "_netdev", "user", "nouser", "users",
+	"owner", "group", "sw", "nobootwait", "bg", "fg"}
+
+// ParseMountOptions splits a comma-separated option string. Commas inside
+// double quotes (an SELinux context="a,b") do not split.
+func ParseMountOptions(s string) (MountOptions, error) {
+	var o MountOptions
+	for _, opt := range splitOptions(s) {
+		if opt == "" {
+			continue
+		}
+		if f, ok := mountFlagTable[opt]; ok {
+			o.Flags = o.Flags&^f.clear | f.set
+			continue
+		}
+		if p, ok := propagationTable[opt]; ok {
+			o.Propagation = p
+			continue
+		}
+		name, _, _ := strings.Cut(opt, "=")
+		switch {
+		case slices.Contains(userSpaceOptions, name), strings.HasPrefix(name, "x-"), strings.HasPrefix(name, "X-"),
+			name == "comment", name == "helper", name == "uhelper":
+			o.UserSpace = append(o.UserSpace, opt)
+		case name == "loop" || name == "offset" || name == "sizelimit":
+			o.Loop = true
+			o.UserSpace = append(o.UserSpace, opt)
+		case strings.ContainsRune(opt, 0):
+			return o, fmt.Errorf("option %q contains a NUL byte", opt)
+		default:
+			o.Data = append(o.Data, opt)
+		}
+	}
+	if o.Flags&unix.MS_MOVE != 0 {
+		return o, fmt.Errorf("option move is not for mount units")
+	}
+	return o, nil
+}
+
+func splitOptions(s string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted := false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			quoted = !quoted
+			cur.WriteRune(r)
+		case r == ',' && !quoted:
+			out = append(out, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	return append(out, cur.String())
+}
