@@ -159,6 +159,10 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 			p.Deps[k.String()] = deps
 		}
 	}
+	switch u.Type {
+	case "path", "mount", "automount", "swap", "timer":
+		p.TypeProps = typeProps(shown)
+	}
 	p.Transient = a.m.IsTransient(u.Name)
 	p.InvocationID = a.m.InvocationID(u.Name)
 	if u.Type == "service" {
@@ -168,6 +172,27 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 		}
 	}
 	return p
+}
+
+// typeProps passes a unit type's `show` strings to the type interface,
+// with durations (keys ending in USec, "1min 30s") turned into µs.
+func typeProps(shown map[string]string) map[string]string {
+	out := make(map[string]string, len(shown))
+	for k, v := range shown {
+		if strings.HasSuffix(k, "USec") {
+			if _, err := strconv.ParseUint(v, 10, 64); err != nil {
+				if d, err := unitfile.ParseDuration(v); err == nil {
+					if d == unitfile.Infinity {
+						v = "infinity"
+					} else {
+						v = strconv.FormatInt(d.Microseconds(), 10)
+					}
+				}
+			}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // addRuntime adds what the service's last activation did: its commands
@@ -653,8 +678,8 @@ func (a *unitsAdapter) isDefaultTarget(name string) bool {
 // initrd is counted in the kernel's.
 func (a *unitsAdapter) startupTimes() [6]time.Duration {
 	now := monotonicNow()
-	userspace := a.finished.Sub(a.started)
-	kernel := now - time.Since(a.started)
+	userspace := a.finished.Sub(a.started).Truncate(time.Microsecond)
+	kernel := (now - time.Since(a.started)).Truncate(time.Microsecond)
 	if kernel < 0 {
 		kernel = 0
 	}

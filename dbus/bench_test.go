@@ -77,3 +77,30 @@ func BenchmarkPing(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGetAllService1000Units is GetAll("") of one service while
+// 1,000 units are loaded: the unit-file state, which used to be found by
+// reading every unit directory on each call, now comes from a cache.
+func BenchmarkGetAllService1000Units(b *testing.B) {
+	files := testUnits()
+	for i := 0; i < 1000; i++ {
+		files[fmt.Sprintf("u%04d.service", i)] = "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = [\"test.target\"]\n"
+	}
+	h := newHarness(b, files)
+	conn, err := dbus.Dial("unix:path=" + h.sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.Auth(nil); err != nil {
+		b.Fatal(err)
+	}
+	obj := conn.Object(busName, UnitPath("sleeper.service"))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var all map[string]dbus.Variant
+		if err := obj.Call(ifaceProperties+".GetAll", 0, "").Store(&all); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

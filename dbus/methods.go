@@ -504,20 +504,15 @@ func buildTables() *tables {
 		job: newIface(ifaceJob, []method{{name: "Cancel", write: true, fn: func(c *call, o *object) ([]any, error) {
 			return nil, c.s.m.CancelJob(o.job.ID)
 		}}}, nil, jobProperties()),
-		mount: stub("org.freedesktop.systemd1.Mount", constProp("Where", ""), constProp("What", ""),
-			constProp("Options", ""), constProp("Type", ""), constProp("Result", "success"), constProp("ControlPID", uint32(0))),
-		timer: stub("org.freedesktop.systemd1.Timer", constProp("Unit", ""),
-			constProp("NextElapseUSecRealtime", uint64(0)), constProp("NextElapseUSecMonotonic", uint64(0)),
-			constProp("LastTriggerUSec", uint64(0)), constProp("LastTriggerUSecMonotonic", uint64(0)),
-			constProp("Result", "success"), constProp("Persistent", false)),
-		path: stub("org.freedesktop.systemd1.Path", constProp("Unit", ""), constProp("Paths", []stringPairT{}),
-			constProp("MakeDirectory", false), constProp("DirectoryMode", uint32(0o755)), constProp("Result", "success")),
+		mount: stub("org.freedesktop.systemd1.Mount", mountProperties()...),
+		timer: stub("org.freedesktop.systemd1.Timer", timerProperties()...),
+		path:  stub("org.freedesktop.systemd1.Path", pathProperties()...),
 		slice: stub("org.freedesktop.systemd1.Slice", cgroupProperties(func(*object) string { return "" },
 			func(*object) *ServiceProps { return &ServiceProps{} })...),
 		scope:     stub("org.freedesktop.systemd1.Scope", constProp("Result", "success"), constProp("Controller", "")),
 		device:    stub("org.freedesktop.systemd1.Device", constProp("SysFSPath", "")),
-		automount: stub("org.freedesktop.systemd1.Automount", constProp("Where", ""), constProp("Result", "success")),
-		swap:      stub("org.freedesktop.systemd1.Swap", constProp("What", ""), constProp("Result", "success")),
+		automount: stub("org.freedesktop.systemd1.Automount", automountProperties()...),
+		swap:      stub("org.freedesktop.systemd1.Swap", swapProperties()...),
 	}
 	t.standard = []*iface{
 		newIface(ifacePeer, []method{{name: "Ping", fn: nothing}, {name: "GetMachineId", out: "s", argNames: []string{"machine_uuid"}}}, nil, nil),

@@ -67,24 +67,47 @@ func badProp(name, want string, v any) error {
 	return Errorf(ErrNameInvalidArgs, "Property %s: expected %s, got %s.", name, want, dbus.SignatureOf(v).String())
 }
 
-// execCommands reads an a(sbas) ExecStart-like value into word lists for
+// execCommands reads an a(sasb) ExecStart-like value into word lists for
 // the unit file: "-" marks ignore-failure, "@" a separate argv[0], and
 // "%" is doubled so that the words stay as sent (no specifiers).
 func execCommands(name string, v any) ([][]string, error) {
 	rows, ok := v.([][]any)
 	if !ok {
-		return nil, badProp(name, "a(sbas)", v)
+		return nil, badProp(name, "a(sasb)", v)
 	}
 	var out [][]string
 	for _, r := range rows {
 		if len(r) != 3 {
-			return nil, badProp(name, "a(sbas)", v)
+			return nil, badProp(name, "a(sasb)", v)
 		}
+		// systemd's own clients send a(sasb) (path, argv, ignore-failure),
+		// and a(sasas) for the Ex form (flags); a(sbas) is accepted too.
 		path, ok1 := r[0].(string)
-		ignore, ok2 := r[1].(bool)
-		argv, ok3 := r[2].([]string)
+		var ignore, ok2, ok3 bool
+		var argv []string
+		switch x := r[1].(type) {
+		case []string:
+			argv, ok3 = x, true
+			switch y := r[2].(type) {
+			case bool:
+				ignore, ok2 = y, true
+			case []string:
+				ok2 = true
+				for _, flag := range y {
+					switch flag {
+					case "ignore-failure":
+						ignore = true
+					default:
+						return nil, Errorf(ErrNameInvalidArgs, "%s: flag %q is not supported.", name, flag)
+					}
+				}
+			}
+		case bool:
+			ignore, ok2 = x, true
+			argv, ok3 = r[2].([]string)
+		}
 		if !ok1 || !ok2 || !ok3 {
-			return nil, badProp(name, "a(sbas)", v)
+			return nil, badProp(name, "a(sasb)", v)
 		}
 		if !strings.HasPrefix(path, "/") {
 			return nil, Errorf(ErrNameInvalidArgs, "%s: path %q is not absolute.", name, path)
@@ -272,10 +295,11 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 			err = boolean(p, "service", "remain-after-exit")
 		case "Restart":
 			err = str(p, "service", "restart")
-		case "ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload", "ExecCondition":
+		case "ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload", "ExecCondition",
+			"ExecStartEx", "ExecStartPreEx", "ExecStartPostEx", "ExecStopEx", "ExecStopPostEx", "ExecReloadEx", "ExecConditionEx":
 			var cmds [][]string
 			if cmds, err = execCommands(p.Name, p.Value); err == nil {
-				key := "exec-" + strings.ToLower(strings.TrimPrefix(p.Name, "Exec"))
+				key := "exec-" + strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(p.Name, "Exec"), "Ex"))
 				key = strings.NewReplacer("startpre", "start-pre", "startpost", "start-post", "stoppost", "stop-post").Replace(key)
 				set("service", key, cmds)
 			}
@@ -373,7 +397,7 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 	if len(env) > 0 {
 		set("service", "environment", env)
 	}
-	if !seen["ExecStart"] {
+	if !seen["ExecStart"] && !seen["ExecStartEx"] {
 		return spec, Errorf(ErrNameInvalidArgs, "Service %s has no ExecStart= setting, which is only allowed for RemainAfterExit=yes services.", name)
 	}
 	if !seen["Description"] {

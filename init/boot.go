@@ -244,6 +244,8 @@ func runPID1(cmd cmdline.Cmdline, cmdText string, execUptime time.Duration, cont
 		// A container's /dev and its devices belong to the container
 		// manager (systemd runs no udev in a container either).
 		Devices:           !container,
+		Fstab:             "/etc/fstab",
+		AuditConfig:       pid1AuditConfig,
 		StateDir:          stateDir,
 		DefaultTarget:     target,
 		Wants:             wants,

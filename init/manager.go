@@ -16,13 +16,16 @@ import (
 	vdbus "vigil/dbus"
 	"vigil/init/kmod"
 	"vigil/observer"
+	"vigil/observer/audit"
 	"vigil/observer/control"
 	"vigil/observer/fanotify"
 	"vigil/observer/guests"
+	"vigil/observer/mountinfo"
 	"vigil/observer/process"
 	"vigil/units"
 	"vigil/units/api"
 	"vigil/units/cgroup"
+	"vigil/units/fstab"
 	"vigil/units/unitfile"
 )
 
@@ -72,6 +75,13 @@ type Config struct {
 	// device units and [trigger] uevent units. PID 1 sets it; a manager
 	// beside another init must not touch /dev.
 	Devices bool
+	// Fstab is the file system table turned into mount and swap units at
+	// start and daemon-reload (units/fstab); PID 1: /etc/fstab; empty:
+	// none (a manager beside another init leaves fstab to it).
+	Fstab string
+	// AuditConfig is the audit guest's policy file (PID 1:
+	// /etc/vigil/audit.toml); empty: no auditing (init/audit.go).
+	AuditConfig string
 }
 
 // Manager is a running Vigil manager.
@@ -82,8 +92,11 @@ type Manager struct {
 	control *control.Server
 	guests  *guests.Server
 	files   *fanotify.Source // file access holds; nil when unavailable
+	audit   *audit.Auditor
 	bus     *vdbus.Server
 	logs    *logStore
+	// mounts feeds the mount table to mount and automount units.
+	mounts *mountinfo.Watcher
 
 	mu       sync.Mutex
 	shutdown string
@@ -156,7 +169,8 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 		tree = t
 	}
-	files, filesErr := fanotify.New(fanotify.Options{Loop: vm.loop, Logf: logf})
+	vm.audit = newAuditor(vm.loop, cfg, logf)
+	files, filesErr := fanotify.New(fanotify.Options{Loop: vm.loop, Logf: logf, Inline: auditInline(vm.audit)})
 	var fileAccess units.FileAccess
 	var guestFiles guests.FileAccess
 	if filesErr != nil {
@@ -178,6 +192,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		Virtualization:    cfg.Virtualization,
 		Specifiers:        spec,
 		Devices:           deviceOptions(cfg.Devices),
+		Generators:        generators(cfg),
 		FileAccess:        fileAccess,
 	})
 	if err != nil {
@@ -188,6 +203,10 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	vm.units = m
+	// Mount and automount units follow the mount table (units/mount.go).
+	if vm.mounts, err = mountinfo.Watch(vm.loop, mountinfo.Options{Logf: logf}); err != nil {
+		logf("mount table: %v (mount units will not see mounts)", err)
+	}
 	m.SetLogReader(store)
 	m.SetShutdown(vm.requestShutdown)
 	srv, err := control.Listen(vm.loop, cfg.ControlSocket, control.Options{
@@ -219,6 +238,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		}
 	}
 	vm.loop.Do(vm.shutdownWhenTargetActive)
+	vm.loop.Do(func() { vm.startAudit(vm.files, filesErr) })
 	vm.loop.Do(vm.boot)
 	return vm, nil
 }
@@ -246,6 +266,14 @@ func (vm *Manager) shutdownWhenTargetActive() {
 			vm.loop.Do(func() { vm.requestShutdown(action) })
 		}
 	})
+}
+
+// generators are the unit generators the configuration asks for.
+func generators(cfg Config) []units.Generator {
+	if cfg.Fstab == "" {
+		return nil
+	}
+	return []units.Generator{fstab.Generator(fstab.Options{Path: cfg.Fstab})}
 }
 
 // deviceOptions gives PID 1's device handling, or nil when off.
@@ -380,9 +408,13 @@ func (vm *Manager) Run(ctx context.Context) string {
 	vm.control.Close()
 	vm.units.StopDevices()
 	vm.units.Close()
+	if vm.mounts != nil {
+		vm.mounts.Close()
+	}
 	if vm.guests != nil {
 		vm.guests.Close()
 	}
+	vm.stopAudit()
 	if vm.files != nil {
 		// Accessors still held are let go: nobody is left to decide.
 		vm.files.Close()

@@ -127,10 +127,6 @@ func (a *automount) Start() error {
 	a.result = resultSuccess
 	a.stopping = false
 	where := a.cfg.Where
-	if _, mounted := a.m.mounts.at(where); mounted {
-		a.fail("resources", "%s is already a mount point; refusing to put an automount on it.", where)
-		return nil
-	}
 	if a.m.autofsEvents == nil {
 		a.m.autofsEvents = a.m.loop.NewSource(AutomountSource, 1024)
 	}
@@ -288,6 +284,10 @@ func (a *automount) triggeredChanged(u *Unit) {
 // removes the trigger.
 func (a *automount) Stop() error {
 	if a.trigger == nil {
+		if a.obs != 0 {
+			a.m.loop.Unregister(a.obs)
+			a.obs = 0
+		}
 		a.setState(automountDead)
 		return nil
 	}

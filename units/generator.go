@@ -96,8 +96,14 @@ func syncTree(src, dst string) error {
 			if have, err := os.ReadFile(target); err == nil && bytes.Equal(have, want) {
 				return nil
 			}
+			// Copied, not moved: the stale walk below compares with src.
+			tmp := target + ".vigil-new"
+			if err := os.WriteFile(tmp, want, 0o644); err != nil {
+				errs = append(errs, err)
+				return nil
+			}
 			os.RemoveAll(target)
-			if err := os.Rename(p, target); err != nil {
+			if err := os.Rename(tmp, target); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -224,7 +224,8 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 		Guest: "supervisor",
 		Name:  "control requests",
 		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{"control"}},
-			{Key: "kind", Op: observer.OpNe, Values: []string{api.MethodSetProperty}}}},
+			// audit.* calls are the audit guest's (observer/audit).
+			{Key: "kind", Op: observer.OpNe, Values: []string{api.MethodSetProperty, "audit.*"}}}},
 		Notify: m.onControlEvent,
 	}); err != nil {
 		return nil, err

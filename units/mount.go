@@ -14,6 +14,7 @@ import (
 
 	"vigil/observer"
 	"vigil/observer/mountinfo"
+	"vigil/observer/uevent"
 	"vigil/observer/uevent/blkid"
 	"vigil/units/api"
 	"vigil/units/unitfile"
@@ -99,6 +100,27 @@ func (m *Manager) startMounts() error {
 		return err
 	}
 	m.mounts.stopWatch = m.WatchUnits(m.startWantedOnPlug)
+	// A device unit made by its first event starts active without a
+	// transition to watch: follow the device events too (registered
+	// after the device units' observer, so the units exist by then).
+	if _, err := m.loop.Register(observer.Observer{
+		Guest:  "supervisor",
+		Name:   "hot-plug mounts",
+		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{DeviceSource}}, {Key: "kind", Op: observer.OpEq, Values: []string{"add", "change"}}}},
+		Notify: func(ev *observer.Event) {
+			u, ok := ev.Payload.(*uevent.Uevent)
+			if !ok {
+				return
+			}
+			for _, name := range uevent.UnitNames(u) {
+				if dev := m.units[name]; dev != nil {
+					m.startWantedOnPlug(dev)
+				}
+			}
+		},
+	}); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -260,12 +282,19 @@ func (m *Manager) addMountDeps(u *Unit, cfg *config, add func(*Unit, DepKind, st
 				break
 			}
 		}
+		// A nofail mount is not waited for: the target is reached
+		// without it (systemd's fstab-generator leaves out Before too).
+		nofail := slices.Contains(strings.Split(s.Options, ","), "nofail")
 		if defaults {
 			if isNetworkMount(s.FSType, s.Options) {
-				add(u, Before, "remote-fs.target")
+				if !nofail {
+					add(u, Before, "remote-fs.target")
+				}
 				add(u, After, "network.target")
 			} else {
-				add(u, Before, "local-fs.target")
+				if !nofail {
+					add(u, Before, "local-fs.target")
+				}
 				add(u, After, "local-fs-pre.target")
 			}
 		}
@@ -362,7 +391,18 @@ func newMount(u *Unit) *mount {
 	return mb
 }
 
-func (mb *mount) section() *unitfile.MountSection { return mb.u.cfg.Mount }
+// section gives the unit's [mount]; a unit whose file went away while
+// mounted keeps working from its name.
+func (mb *mount) section() *unitfile.MountSection {
+	if c := mb.u.cfg; c != nil && c.Mount != nil {
+		return c.Mount
+	}
+	where := ""
+	if n, err := unitfile.ParseName(mb.u.Name); err == nil {
+		where, _ = unitfile.UnescapePath(n.Prefix)
+	}
+	return &unitfile.MountSection{Where: where, DirectoryMode: 0o755, Timeout: 90 * time.Second}
+}
 
 func (mb *mount) mounted() bool {
 	_, ok := mb.u.m.mounts.at(mb.section().Where)
@@ -483,7 +523,9 @@ func (mb *mount) Stop() error {
 		// succeeds, the mount table will show it.
 		mb.cancelOp()
 	}
-	if !mb.mounted() {
+	// The unit's own state decides, not the table: the table's event for
+	// a mount just made may still be on its way.
+	if u.active == StateActivating || (!u.active.IsActiveOrReloading() && !mb.mounted()) {
 		mb.cancelOp()
 		u.SetState(StateInactive, "dead")
 		return nil

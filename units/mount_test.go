@@ -2,6 +2,7 @@ package units
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"vigil/observer/mountinfo"
 	"vigil/units/api"
+	"vigil/units/fstab"
 	"vigil/units/unitfile"
 )
 
@@ -271,6 +273,26 @@ func TestParentMountFirstChildUnmountedFirst(t *testing.T) {
 	}
 }
 
+func TestMountPointThatIsAFileFails(t *testing.T) {
+	var where, name string
+	h := newMountHarness(t, func(dir string) map[string]string {
+		where = filepath.Join(dir, "file")
+		name = mountName(t, where)
+		return map[string]string{name: tmpfsUnit(where, "")}
+	}, nil)
+	os.WriteFile(where, []byte("x"), 0o644)
+	res, why := h.start(name)
+	if res != api.ResultFailed || !strings.Contains(why, "not a directory (it is a file)") {
+		t.Fatalf("start: %s (%s), want failed naming the file", res, why)
+	}
+	if a, _ := h.state(name); a != "failed" {
+		t.Errorf("state %s", a)
+	}
+	if _, ok := isMounted(t, where); ok {
+		t.Error("mounted over a file")
+	}
+}
+
 func TestUnknownFileSystemTypeFails(t *testing.T) {
 	var where, name string
 	h := newMountHarness(t, func(dir string) map[string]string {
@@ -501,5 +523,63 @@ func TestSwapFlags(t *testing.T) {
 		if (err != nil) != c.bad || got != c.want {
 			t.Errorf("SwapFlags(%v, %q) = %#x, %v; want %#x (error %v)", c.prio, c.opts, got, err, c.want, c.bad)
 		}
+	}
+}
+
+func TestFstabGeneratorUnitsLoadAndFollowReloads(t *testing.T) {
+	dir := t.TempDir()
+	table := filepath.Join(dir, "fstab")
+	os.WriteFile(table, []byte("tmpfs /mnt/gen-a tmpfs size=1m\nbad\n"), 0o644)
+	h := newHarnessWith(t, nil, func(o *Options) {
+		o.Generators = []Generator{fstab.Generator(fstab.Options{Path: table})}
+	})
+	var load string
+	var problems []string
+	var reqBy []string
+	h.do(func() {
+		u, _ := h.m.LoadUnit("mnt-gen\\x2da.mount")
+		load = u.LoadState
+		reqBy = u.Deps(RequiredBy)
+		problems = h.m.Problems()
+	})
+	if load != LoadLoaded {
+		out, _ := exec.Command("find", h.dir+"/run").CombinedOutput()
+		t.Fatalf("generated unit %s\n%s\nlog:\n%s", load, out, h.logText())
+	}
+	if !contains(reqBy, "local-fs.target") {
+		t.Errorf("required by %v, want local-fs.target", reqBy)
+	}
+	if len(problems) != 1 || !strings.Contains(problems[0], table+":2:") {
+		t.Errorf("problems %q, want one naming %s:2", problems, table)
+	}
+	// A reload regenerates: an entry removed from the table loses its unit.
+	os.WriteFile(table, []byte("tmpfs /mnt/gen-b tmpfs size=1m\n"), 0o644)
+	var res api.ReloadResult
+	h.do(func() { res = h.m.Reload() })
+	if !contains(res.Added, "mnt-gen\\x2db.mount") || !contains(res.Removed, "mnt-gen\\x2da.mount") {
+		t.Errorf("reload added %v, removed %v", res.Added, res.Removed)
+	}
+}
+
+func TestMountUnitWhoseFileWentAwayStillFollowsTheTable(t *testing.T) {
+	var where, name string
+	h := newMountHarness(t, func(dir string) map[string]string {
+		where = filepath.Join(dir, "gone")
+		name = mountName(t, where)
+		return map[string]string{name: tmpfsUnit(where, "size=64k")}
+	}, nil)
+	if res, why := h.start(name); res != api.ResultDone {
+		t.Fatalf("start: %s (%s)", res, why)
+	}
+	os.Remove(filepath.Join(h.units, name))
+	h.do(func() { h.m.Reload() })
+	if got := h.prop(name, "Where"); got != where {
+		t.Errorf("Where = %q after the file went away", got)
+	}
+	if res, why := h.stop(name); res != api.ResultDone {
+		t.Fatalf("stop: %s (%s)", res, why)
+	}
+	if _, ok := isMounted(t, where); ok {
+		t.Error("still mounted")
 	}
 }

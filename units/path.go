@@ -707,8 +707,26 @@ func (p *pathUnit) onHeldAccess(ev *observer.Event) {
 		return
 	}
 	p.held = append(p.held, heldAccess{hold: ev.Hold.ID, pid: ev.Attr("pid"), path: path})
+	id := ev.Hold.ID
+	p.m.AfterFunc(p.cfg.HoldTimeout, func() { p.holdTimedOut(id) })
 	if p.startJob == nil && (tu.job == nil || tu.job.Type != api.JobStart) {
 		p.enterRunning(fmt.Sprintf("%s (pid %s) opened %s", ev.Attr("comm"), ev.Attr("pid"), path))
+	}
+}
+
+// holdTimedOut answers a held access that is still waiting when
+// hold-timeout passed with hold-verdict (the loop would overrule us with
+// the same verdict) and says so in the unit's log.
+func (p *pathUnit) holdTimedOut(id uint64) {
+	for i, h := range p.held {
+		if h.hold != id {
+			continue
+		}
+		p.held = append(p.held[:i:i], p.held[i+1:]...)
+		v := p.holdVerdict()
+		p.m.loop.Answer(id, p.holdObs, v)
+		p.u.Logf("%s (pid %s) waited hold-timeout (%s) for %s; answering %s.", h.path, h.pid, unitfile.FormatDuration(p.cfg.HoldTimeout), p.target(), v)
+		return
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -41,7 +42,18 @@ type swap struct {
 
 func newSwap(u *Unit) *swap { return &swap{u: u, result: "success"} }
 
-func (sw *swap) section() *unitfile.SwapSection { return sw.u.cfg.Swap }
+// section gives the unit's [swap]; a unit whose file went away while
+// active keeps working from its name.
+func (sw *swap) section() *unitfile.SwapSection {
+	if c := sw.u.cfg; c != nil && c.Swap != nil {
+		return c.Swap
+	}
+	what := ""
+	if n, err := unitfile.ParseName(sw.u.Name); err == nil {
+		what, _ = unitfile.UnescapePath(n.Prefix)
+	}
+	return &unitfile.SwapSection{What: what, Timeout: 90 * time.Second}
+}
 
 // SwapFlags turns a swap unit's priority and options into swapon(2) flags.
 // Options that are not for the kernel (nofail, noauto, sw, defaults, x-*)

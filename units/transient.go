@@ -80,7 +80,7 @@ func (m *Manager) StartTransient(t TransientUnit, mode string, ref bool) (*Job, 
 	if old != nil && !(old.LoadState == LoadNotFound && old.active.IsInactiveOrFailed() && old.job == nil) {
 		return nil, &UnitExistsError{Name: t.Name}
 	}
-	if cfg, err := unitfile.Load(m.searchPaths(), t.Name, m.opts.Specifiers); err == nil && cfg != nil && cfg.LoadState != unitfile.LoadStateNotFound {
+	if cfg, _ := unitfile.Load(m.searchPaths(), t.Name, m.opts.Specifiers); cfg != nil && cfg.LoadState != unitfile.LoadStateNotFound {
 		return nil, &UnitExistsError{Name: t.Name} // a file of that name, not loaded yet
 	}
 	text, err := RenderTransient(t)

@@ -169,7 +169,7 @@ func (m *Manager) SetDefaultTarget(name string) (api.Changes, error) {
 	}
 	cfg, err := unitfile.Load(m.searchPaths(), name, m.opts.Specifiers)
 	if err != nil || cfg == nil || cfg.LoadState != unitfile.LoadStateLoaded || cfg.Fragment == "" {
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
+		if err == nil || errors.Is(err, unitfile.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 			return res, &NotFoundError{Name: name}
 		}
 		return res, fmt.Errorf("set-default %s: %w", name, err)

@@ -51,6 +51,7 @@ func runManager(args []string) int {
 	cgroupRoot := fs.String("cgroup-root", "", "delegated cgroup2 directory for the units (default: the manager's own cgroup when it is delegated, else none)")
 	noCgroups := fs.Bool("no-cgroups", false, "run without cgroups")
 	busPrivate := fs.String("bus-private", "", "peer-to-peer D-Bus socket of the org.freedesktop.systemd1 API (default RUNTIME-DIR/systemd-private)")
+	fstabPath := fs.String("fstab", "", "file system table to turn into mount and swap units (as PID 1 does with /etc/fstab); default none")
 	systemBus := fs.Bool("system-bus", false, "also own org.freedesktop.systemd1 on the system bus when a dbus-daemon runs")
 	_ = fs.Bool("manager", true, "run as an ordinary manager process (implied when not PID 1)")
 	fs.Usage = func() {
@@ -84,6 +85,7 @@ func runManager(args []string) int {
 		NoCgroups:     *noCgroups,
 		BusPrivate:    *busPrivate,
 		SystemBus:     *systemBus,
+		Fstab:         *fstabPath,
 	}
 	if *showStatus {
 		cfg.Console = os.Stdout

@@ -159,12 +159,14 @@ func (a *Auditor) setLog(p *Policy) {
 	}
 }
 
+// record hands a record to the log writer. Write never blocks, so it is
+// done under logMu: a writer replaced by a reload is closed only after
+// the swap, and nobody can still be writing to it then.
 func (a *Auditor) record(r Record) {
 	a.logMu.Lock()
-	w := a.log
-	a.logMu.Unlock()
-	if w != nil {
-		w.Write(r)
+	defer a.logMu.Unlock()
+	if a.log != nil {
+		a.log.Write(r)
 	}
 }
 
@@ -293,10 +295,15 @@ func (a *Auditor) syncMarks(want MarkSet) {
 }
 
 // Reload reads the policy file again. On error the running policy stays
-// and the error (file:line) is returned and kept for status. Call it on
-// the loop goroutine.
+// and the error (file:line) is returned and kept for status; a missing
+// file is an error only when a policy is in force. Call it on the loop
+// goroutine.
 func (a *Auditor) Reload() error {
 	p, err := LoadPolicy(a.opts.ConfigPath)
+	if errors.Is(err, fs.ErrNotExist) && a.policy.Load() == nil {
+		// Still no policy: nothing to audit, nothing to report.
+		return nil
+	}
 	if err != nil {
 		a.reloadFail.Add(1)
 		a.lastError = err.Error()
@@ -313,14 +320,13 @@ func (a *Auditor) Reload() error {
 }
 
 // relevant tells whether the auditor judges the request: it came through
-// one of the auditor's marks, or one of its rules names it. Accesses that
+// one of the policy's marks, or one of its rules names it. Accesses that
 // only other guests watch (path units) are not the auditor's business,
-// and its default does not apply to them.
-func (a *Auditor) relevant(p *Policy, req *AccessRequest) bool {
-	for t, m := range a.marks {
-		if t.Path == req.Mark && m.access&req.Access != 0 {
-			return true
-		}
+// and its default does not apply to them. It reads only the immutable
+// policy, so Inline uses it too.
+func relevant(p *Policy, req *AccessRequest) bool {
+	if p.markPaths[req.Mark]&req.Access != 0 {
+		return true
 	}
 	for _, r := range p.Rules {
 		if r.matchesSubject(req) {
@@ -338,7 +344,7 @@ func (a *Auditor) onEvent(ev *observer.Event) {
 	obs := a.observer
 	p := a.policy.Load()
 	req := requestOf(ev)
-	if p == nil || req.Access == 0 || !a.relevant(p, &req) {
+	if p == nil || req.Access == 0 || !relevant(p, &req) {
 		a.answer(ev, obs, observer.Allow)
 		return
 	}
@@ -441,7 +447,7 @@ func (a *Auditor) Inline(ev *observer.Event) observer.Verdict {
 		return observer.Allow
 	}
 	req := requestOf(ev)
-	if req.Access == 0 {
+	if req.Access == 0 || !relevant(p, &req) {
 		return observer.Allow
 	}
 	a.inline.Add(1)

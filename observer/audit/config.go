@@ -94,6 +94,9 @@ type Policy struct {
 	LogMaxSize      int64
 	LogKeep         int
 	Rules           []*Rule
+	// markPaths are the paths of Marks() with their accesses, to know an
+	// event that came through one of the policy's own marks.
+	markPaths map[string]Access
 	// Loaded is when the file was read.
 	Loaded time.Time
 }
@@ -276,6 +279,10 @@ func parsePolicy(name string, src []byte, lookup userLookup, trust trustLoader) 
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	p.markPaths = map[string]Access{}
+	for t, acc := range p.Marks() {
+		p.markPaths[t.Path] |= acc
 	}
 	return p, nil
 }

@@ -165,3 +165,24 @@ func FuzzAuditParsePolicy(f *testing.F) {
 		p.Marks()
 	})
 }
+
+func FuzzAuditParseTrustList(f *testing.F) {
+	f.Add([]byte("# base\n/usr/bin/true 123 " + strings.Repeat("ab", 32) + "\n"))
+	f.Add([]byte("/x -1 00\n"))
+	f.Add([]byte("relative 1 2 3\n\n\t\n"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		into := map[string]trustEntry{}
+		err := ParseTrustList("t.list", src, into)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "t.list:") {
+				t.Fatalf("error without file:line: %v", err)
+			}
+			return
+		}
+		for p, e := range into {
+			if !strings.HasPrefix(p, "/") || e.size < 0 || !isSHA256(e.sum) {
+				t.Fatalf("accepted entry %q %+v", p, e)
+			}
+		}
+	})
+}

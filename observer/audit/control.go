@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"time"
@@ -134,6 +135,9 @@ func (a *Auditor) HandleRequest(method string, req Request) {
 // records as progress frames until the client goes away.
 func serveLog(req Request, path string, keep, n int, filter RecordFilter, follow <-chan Record, stop func()) {
 	recs, _, err := ReadRecords(path, keep, n, filter)
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil // nothing logged yet
+	}
 	if err != nil && len(recs) == 0 && follow == nil {
 		req.Fail(errFailed, "%v", err)
 		return

@@ -230,3 +230,24 @@ action = "deny"
 		p.Evaluate(&req, nil)
 	}
 }
+
+func TestAuditRelevantOnlyThroughOwnMarksOrRules(t *testing.T) {
+	p := mustPolicy(t, "default = \"deny\"\n[[rule]]\nname = \"bin\"\naccess = [\"exec\"]\npath = [\"/usr/bin/*\"]\naction = \"allow\"\n")
+	for _, c := range []struct {
+		req  AccessRequest
+		want bool
+	}{
+		// Through the policy's own mark of /usr/bin: the default applies.
+		{AccessRequest{Access: AccessExec, Path: "/usr/bin/x", Mark: "/usr/bin"}, true},
+		{AccessRequest{Access: AccessExec, Path: "/usr/bin/sub/x", Mark: "/usr/bin"}, true},
+		// A path unit's mark: not the auditor's business.
+		{AccessRequest{Access: AccessOpen, Path: "/run/held/data", Mark: "/run/held/data"}, false},
+		{AccessRequest{Access: AccessOpen, Path: "/usr/bin/x", Mark: "/usr/bin"}, false},
+		// Named by a rule, whoever marked it.
+		{AccessRequest{Access: AccessExec, Path: "/usr/bin/x", Mark: "/usr"}, true},
+	} {
+		if got := relevant(p, &c.req); got != c.want {
+			t.Errorf("relevant(%+v) = %v, want %v", c.req, got, c.want)
+		}
+	}
+}

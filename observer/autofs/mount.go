@@ -112,13 +112,17 @@ func Start(opts Options) (*Mount, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("autofs %s: mount point is a %s, not a directory", where, fi.Mode().Type())
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(where, &sfs); err == nil && sfs.Type == SuperMagic {
-		return nil, fmt.Errorf("autofs %s: an autofs mount is already there (left by an earlier daemon?)", where)
-	}
 	ctl, err := OpenControl()
 	if err != nil {
 		return nil, err
+	}
+	// Asked of the kernel, not of a mount table that may lag behind.
+	if info, err := ctl.IsMountPoint(where); err == nil && info.MountPoint {
+		ctl.Close()
+		if info.Magic == SuperMagic {
+			return nil, fmt.Errorf("autofs %s: an autofs mount is already there (left by an earlier daemon?)", where)
+		}
+		return nil, fmt.Errorf("autofs %s: already a mount point (file system magic %#x); refusing to cover it", where, info.Magic)
 	}
 	var p [2]int
 	// O_DIRECT makes the pipe packet-based: each read returns one packet.

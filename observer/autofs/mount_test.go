@@ -40,11 +40,10 @@ type server struct {
 	where string
 
 	missing, expired atomic.Int32
-	// onMissing decides a missing request; it runs on the loop and
-	// answers through answer (now or later).
-	onMissing func(ev *observer.Event, answer func(observer.Verdict))
 }
 
+// newServer serves opts.Where; onMissing decides each missing request on
+// the loop and answers through answer, now or later.
 func newServer(t testing.TB, opts Options, onMissing func(s *server, ev *observer.Event, answer func(observer.Verdict))) *server {
 	t.Helper()
 	skipWithoutAutofs(t)

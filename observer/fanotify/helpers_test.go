@@ -30,17 +30,6 @@ func (b *logBuffer) logf(format string, args ...any) {
 	b.lines = append(b.lines, fmt.Sprintf(format, args...))
 }
 
-func (b *logBuffer) contains(s string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, l := range b.lines {
-		if bytes.Contains([]byte(l), []byte(s)) {
-			return true
-		}
-	}
-	return false
-}
-
 // harness is a loop, a fanotify source on it and a deciding observer that
 // hands every event to the test.
 type harness struct {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -292,11 +293,23 @@ func (s *Source) run() {
 	}
 }
 
-// handle decides or posts one event that carries a file.
+// handle decides or posts one event that carries a file. A panic costs
+// this event its default verdict, never the reader (which every marked
+// access on the machine waits for).
 func (s *Source) handle(proc *procReader, r record) {
+	settled := false
+	defer func() {
+		if p := recover(); p != nil {
+			s.logf("fanotify: recovered from panic on an event of pid %d: %v\n%s", r.PID, p, debug.Stack())
+			if !settled {
+				s.answer(r.FD, s.opts.Default)
+			}
+		}
+	}()
 	kind, bit := kindOf(r.Mask)
 	if kind == "" {
 		// Not a permission event: nothing waits for an answer.
+		settled = true
 		unix.Close(int(r.FD))
 		return
 	}
@@ -308,12 +321,14 @@ func (s *Source) handle(proc *procReader, r record) {
 	}
 	if int(r.PID) == s.selfPID {
 		s.exempt.Add(1)
+		settled = true
 		s.answer(r.FD, observer.Allow)
 		return
 	}
 	path := proc.fdPath(r.FD)
 	mark, ok := sn.match(path, bit)
 	if !ok {
+		settled = true
 		s.answer(r.FD, observer.Allow)
 		return
 	}
@@ -324,11 +339,14 @@ func (s *Source) handle(proc *procReader, r record) {
 			ev := s.event(proc, r, kind, path, mark)
 			v = s.inlineVerdict(&ev)
 		}
+		settled = true
 		s.answer(r.FD, v)
 		return
 	}
 	ev := s.event(proc, r, kind, path, mark)
 	h := &heldEvent{s: s, fd: r.FD}
+	// From here on the held event answers for itself (backstop included).
+	settled = true
 	s.heldMu.Lock()
 	s.held[h] = struct{}{}
 	s.heldMu.Unlock()

@@ -368,3 +368,24 @@ func TestMarkRefusesProcAndBadPaths(t *testing.T) {
 		t.Fatalf("stats %+v: refused marks were kept", st)
 	}
 }
+
+func TestMarkThroughASymlinkMatchesTheRealPath(t *testing.T) {
+	h := newSource(t, Options{})
+	h.decide(time.Hour, observer.Allow)
+	h.run()
+	real := tempFile(t, "via link\n")
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	h.mark(link, Open)
+	cat := start(t, "/bin/cat", link)
+	ev := h.next()
+	if ev.Attr("path") != real || ev.Attr("mark") != link {
+		t.Fatalf("event %v: want path %s under mark %s", ev, real, link)
+	}
+	h.answer(ev, observer.Allow)
+	if out, err := cat.wait(t); err != nil || out != "via link\n" {
+		t.Fatalf("cat: %q, %v", out, err)
+	}
+}

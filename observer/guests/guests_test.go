@@ -8,7 +8,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,7 +47,6 @@ type client struct {
 	t    *testing.T
 	conn net.Conn
 	r    *bufio.Reader
-	mu   sync.Mutex
 }
 
 func (e *env) dial(name string) *client {

@@ -485,6 +485,8 @@ func (g *guest) watch(w *Watch, f *observer.Filter) ([]fanotify.MarkID, error) {
 		observer.Term{Key: "source", Op: observer.OpEq, Values: []string{"fanotify"}},
 		observer.Term{Key: "kind", Op: observer.OpEq, Values: w.kinds()},
 		observer.Term{Key: "mark", Op: observer.OpEq, Values: paths})
+	// Holds stop other processes: worth a line in the log.
+	g.srv.logf("observer socket: guest %s holds %s on %v", g.name, mask, paths)
 	return marks, nil
 }
 

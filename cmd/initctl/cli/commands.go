@@ -65,6 +65,7 @@ func commands() []*command {
 		{Name: "check", Args: "FILE...", Summary: "Check unit files for errors without running anything (works offline)", MinArgs: 1, MaxArgs: -1, Run: (*env).runCheck},
 		{Name: "daemon-reload", Summary: "Re-read unit files; running units keep running", MaxArgs: 0, Run: (*env).runDaemonReload},
 		{Name: "list-jobs", Args: "", Summary: "List jobs that are queued or running", MaxArgs: 0, Run: (*env).runListJobs},
+		{Name: "cancel", Args: "[JOB...]", Summary: "Cancel jobs by ID (all jobs when none is named)", MaxArgs: -1, Run: (*env).runCancel},
 		{Name: "logs", UnitSuffix: ".service", Args: "[UNIT]", Summary: "Show units' captured output",
 			Flags: []flagSpec{
 				{Long: "lines", Short: 'n', Value: "N", Help: "show the last N lines (default: 10 with -f; else all of a unit's, the last 1000 of all units)"},
@@ -82,6 +83,7 @@ func commands() []*command {
 		{Name: "observe", Aliases: []string{"monitor"}, Args: "[FILTER...]", Summary: "Print live events, as udevadm monitor does (e.g. source=uevent SUBSYSTEM=block)", MaxArgs: -1, Run: (*env).runObserve},
 		{Name: "observers", Summary: "List observers and sources with their event and drop counts", MaxArgs: 0, Run: (*env).runObservers},
 		topCommand(), setPropertyCommand(), timersCommand(),
+		auditCommand(),
 		{Name: "version", Aliases: []string{"ping"}, Summary: "Show the manager's version", MaxArgs: 0, Run: (*env).runVersion},
 	}, calendarCommands()...)
 }

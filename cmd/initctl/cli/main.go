@@ -350,7 +350,7 @@ func (e *env) usage(w io.Writer) {
 	}{
 		{"Unit commands", []string{"list", "status", "show", "cat", "start", "stop", "restart", "reload", "try-restart", "reload-or-restart", "isolate", "kill", "is-active", "is-failed", "reset-failed"}},
 		{"Unit file commands", []string{"enable", "disable", "is-enabled", "check"}},
-		{"Jobs and logs", []string{"list-jobs", "logs"}},
+		{"Jobs and logs", []string{"list-jobs", "cancel", "logs"}},
 		{"Observer", []string{"observe", "emit", "observers"}},
 		{"Manager", []string{"daemon-reload", "version", "poweroff", "reboot", "halt"}},
 	}

@@ -239,6 +239,17 @@ func (m *testManager) handle(r *control.Request) {
 		if m.unit(r, a.Unit) != nil {
 			r.Reply(nil)
 		}
+	case api.MethodCancel:
+		a, ok := decode[api.CancelArgs](r)
+		if !ok {
+			return
+		}
+		m.record(r.Method, a)
+		if len(a.IDs) == 1 && a.IDs[0] == 404 {
+			r.Fail(api.ErrGeneric, "job 404 does not exist")
+			return
+		}
+		r.Reply(api.CancelResult{Canceled: max(len(a.IDs), 2)})
 	case api.MethodListJobs:
 		r.Reply([]api.JobInfo{{ID: 7, Unit: "slow.service", Type: "start", State: "running"}, {ID: 8, Unit: "web.service", Type: "restart", State: "waiting"}})
 	case api.MethodLogs:
