@@ -117,7 +117,7 @@ func buildDBusClient(t testing.TB) string {
 // status, and waitbus, which waits until Vigil owns its name on the system
 // bus.
 const dbusScriptPrelude = `
-export LC_ALL=C SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb COLUMNS=200 SYSTEMD_LOG_LEVEL=notice
+export LC_ALL=C SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb COLUMNS=200
 # GLib looks for the system bus under /var/run, a link to /run on Debian.
 [ -e /var/run ] || ln -s /run /var/run
 step() {
