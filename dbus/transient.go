@@ -246,7 +246,21 @@ func usecDuration(name string, v any) (string, error) {
 func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 	spec := TransientSpec{Name: name}
 	set := func(section, key string, v any) {
+		for i := range spec.Settings {
+			if spec.Settings[i].Section == section && spec.Settings[i].Key == key {
+				spec.Settings[i].Value = v
+				return
+			}
+		}
 		spec.Settings = append(spec.Settings, TransientSetting{section, key, v})
+	}
+	lookup := func(section, key string) any {
+		for _, st := range spec.Settings {
+			if st.Section == section && st.Key == key {
+				return st.Value
+			}
+		}
+		return nil
 	}
 	str := func(p propAssignment, section, key string) error {
 		s, ok := p.Value.(string)
@@ -279,9 +293,8 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 	seen := map[string]bool{}
 	var env []string
 	for _, p := range props {
-		if seen[p.Name] && p.Name != "Environment" && !strings.HasPrefix(p.Name, "Exec") {
-			return spec, Errorf(ErrNameInvalidArgs, "Property %s given twice.", p.Name)
-		}
+		// As in systemd, a property given again overrides the earlier
+		// value: systemd-run sends its own Description before the -p ones.
 		seen[p.Name] = true
 		var err error
 		switch p.Name {
@@ -301,6 +314,11 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 			if cmds, err = execCommands(p.Name, p.Value); err == nil {
 				key := "exec-" + strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(p.Name, "Exec"), "Ex"))
 				key = strings.NewReplacer("startpre", "start-pre", "startpost", "start-post", "stoppost", "stop-post").Replace(key)
+				// Commands accumulate over repeated properties, and an
+				// empty list resets them, as systemd's unit files do.
+				if prev, ok := lookup("service", key).([][]string); ok && len(cmds) > 0 {
+					cmds = append(prev, cmds...)
+				}
 				set("service", key, cmds)
 			}
 		case "Environment":

@@ -117,11 +117,22 @@ func TestTransientSpecTranslation(t *testing.T) {
 		{"TasksMax", uint64(unknownU64)},
 		{"RuntimeMaxUSec", uint64(5_000_000)},
 		{"AddRef", true},
+		{"ExecStartPre", [][]any{{"/bin/true", false, []string{"true"}}}},
+		{"ExecStartPre", [][]any{{"/bin/false", false, []string{"false"}}}},
+		{"Description", "from systemd-run"},
+		{"Description", "from -p"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]any{}
+	seen := map[string]bool{}
+	for _, s := range spec.Settings {
+		if seen[s.Section+"."+s.Key] {
+			t.Errorf("%s.%s set twice", s.Section, s.Key)
+		}
+		seen[s.Section+"."+s.Key] = true
+	}
 	for _, s := range spec.Settings {
 		got[s.Section+"."+s.Key] = s.Value
 	}
@@ -137,7 +148,8 @@ func TestTransientSpecTranslation(t *testing.T) {
 	check("resources.cpu-quota", "25%")
 	check("resources.tasks-max", "infinity")
 	check("service.runtime-max", "5000000us")
-	check("unit.description", "t.service")
+	check("unit.description", "from -p")
+	check("service.exec-start-pre", [][]string{{"@/bin/true", "true"}, {"@/bin/false", "false"}})
 	if !spec.AddRef {
 		t.Errorf("AddRef lost")
 	}

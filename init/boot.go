@@ -279,6 +279,16 @@ func runPID1(cmd cmdline.Cmdline, cmdText string, execUptime time.Duration, cont
 		}
 		emergencyLoop(err.Error())
 	}
+	// A panic out of the manager reaches Boot's emergencyLoop with the
+	// fanotify group still open; its vfork of /bin/sh must not have an
+	// exec the group could hold (units/exec's package doc). Closing the
+	// group lets every held access go. Run closes it too: a second Close
+	// does nothing.
+	defer func() {
+		if vm.files != nil {
+			vm.files.Close()
+		}
+	}()
 	sigs := make(chan os.Signal, 8)
 	rtmin := syscall.Signal(34) // SIGRTMIN as glibc and systemd number it
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPWR, syscall.SIGUSR1, syscall.SIGUSR2,
@@ -398,7 +408,10 @@ func reapForever() {
 }
 
 // emergencyLoop is the last resort when PID 1 cannot go on: a shell on the
-// console, forever, never an exit (which would panic the kernel).
+// console, forever, never an exit (which would panic the kernel). It forks
+// the shell directly (a vfork): every caller has closed the fanotify group
+// by then (Start on its failure, Run at its end, runPID1's deferred Close on
+// a panic), so nothing can hold the shell's exec.
 func emergencyLoop(reason string) {
 	console("entering emergency mode")
 	console("reason: %s", reason)

@@ -99,8 +99,10 @@ func (a *automount) setState(sub string) {
 	}
 }
 
-// requestDeadline is how long an accessor may wait: the mount unit's
-// timeout and a margin.
+// requestDeadline is how long an accessor may wait: the wait for the
+// mount unit's device, its timeout and a margin. The mount unit answers
+// first (it fails when its device does not come, mount.go); the deadline
+// only catches what nobody answered.
 func (a *automount) requestDeadline() time.Duration {
 	if mu := a.m.units[a.target()]; mu != nil && mu.cfg != nil && mu.cfg.Mount != nil {
 		t := mu.cfg.Mount.Timeout
@@ -108,7 +110,7 @@ func (a *automount) requestDeadline() time.Duration {
 			return 0
 		}
 		if t > 0 {
-			return t + automountDeadlineMargin
+			return a.m.mountDeviceWait(mu) + t + automountDeadlineMargin
 		}
 	}
 	return automountDefaultDeadline

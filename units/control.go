@@ -187,7 +187,8 @@ func (m *Manager) HandleRequest(method string, req Request) {
 	case api.MethodObservers:
 		var res api.ObserversResult
 		for _, o := range m.loop.Observers() {
-			res.Observers = append(res.Observers, api.ObserverRow{ID: uint64(o.ID), Guest: o.Guest, Name: o.Name, Filter: o.Filter, Matched: o.Matched, Dropped: o.Dropped})
+			res.Observers = append(res.Observers, api.ObserverRow{ID: uint64(o.ID), Guest: o.Guest, Name: o.Name, Filter: o.Filter, Matched: o.Matched, Dropped: o.Dropped,
+				Decides: o.Decides, Overruled: o.Overrul})
 		}
 		for _, s := range m.loop.Sources() {
 			res.Sources = append(res.Sources, api.SourceRow{Name: s.Name, Posted: s.Posted, Dropped: s.Dropped})

@@ -503,10 +503,14 @@ func (m *Manager) newDeviceUnit(name string) *Unit {
 }
 
 // deviceJobTimeout is the job timeout of a device unit: its own
-// job-timeout if it sets one, else the device default.
+// job-timeout if it sets one, else the longest timeout of the mount units
+// bound to it (mount.go), else the device default.
 func (m *Manager) deviceJobTimeout(u *Unit) time.Duration {
 	if u.cfg != nil && u.cfg.Unit.JobTimeout != unitfile.Infinity && u.cfg.Unit.JobTimeout > 0 {
 		return u.cfg.Unit.JobTimeout
+	}
+	if d, ok := m.boundMountTimeout(u); ok {
+		return d
 	}
 	if m.devices.opts != nil {
 		return m.devices.opts.JobTimeout

@@ -63,6 +63,9 @@ type mountTable struct {
 	// stopWatch ends the device watcher that starts wanted mounts on
 	// hot-plug.
 	stopWatch func()
+	// stopJobWatch ends the job watcher that fails mounts whose device
+	// did not appear (followDeviceWait).
+	stopJobWatch func()
 }
 
 func newMountTable() *mountTable {
@@ -100,6 +103,7 @@ func (m *Manager) startMounts() error {
 		return err
 	}
 	m.mounts.stopWatch = m.WatchUnits(m.startWantedOnPlug)
+	m.mounts.stopJobWatch = m.WatchJobs(m.followDeviceWait)
 	// A device unit made by its first event starts active without a
 	// transition to watch: follow the device events too (registered
 	// after the device units' observer, so the units exist by then).
@@ -352,6 +356,97 @@ func (m *Manager) startWantedOnPlug(dev *Unit) {
 	}
 }
 
+// A mount whose device never appears.
+//
+// The job engine does the waiting: a mount binds to its device unit and is
+// ordered after it, so the mount's start job waits for the device's start
+// job, whose job-timeout bounds the wait (deviceJobTimeout: the device
+// unit's own job-timeout, from x-systemd.device-timeout in fstab; else the
+// longest timeout of the mounts bound to it; else the device default).
+// Left alone, that timeout fails the mount's job with "dependency" and
+// the unit stays inactive, as in systemd. Vigil instead fails the mount
+// unit itself, with result "device-timeout" and a status naming the
+// device, so `initctl --failed` and the automount's accessors tell what is
+// wrong. followDeviceWait watches device start jobs; when one times out
+// without its device, the start jobs of the mounts bound to it finish
+// "failed" before the job engine would fail them as dependencies.
+
+// resultDeviceTimeout is a mount unit's result when its device did not
+// appear within the device timeout.
+const resultDeviceTimeout = "device-timeout"
+
+// followDeviceWait is the job watcher of mounts: it follows each device
+// start job once it runs.
+func (m *Manager) followDeviceWait(j *Job) {
+	if j.State != jobRunning || j.Type != api.JobStart || j.Unit.Type != string(unitfile.TypeDevice) {
+		return
+	}
+	dev := j.Unit
+	// Done callbacks run before the job engine fails the dependents.
+	j.OnDone(func(j *Job) {
+		if j.Result != api.ResultTimeout {
+			return
+		}
+		if d, ok := dev.behaviour.(*device); ok && d.devpath != "" {
+			return
+		}
+		m.failMountsWithoutDevice(dev)
+	})
+}
+
+// failMountsWithoutDevice fails the mount units bound to dev whose start
+// job waits for it.
+func (m *Manager) failMountsWithoutDevice(dev *Unit) {
+	wait := dev.jobTimeout()
+	for _, name := range dev.Deps(BoundBy) {
+		u := m.units[name]
+		if u == nil || u.job == nil || !u.active.IsInactiveOrFailed() {
+			continue
+		}
+		mb, ok := u.behaviour.(*mount)
+		if !ok {
+			continue
+		}
+		j := u.job
+		if j.Type != api.JobStart && (j.Type != api.JobRestart || j.phase == api.JobStop) {
+			continue
+		}
+		what := mb.section().What
+		if what == "" {
+			what = dev.Name
+		}
+		mb.fail(resultDeviceTimeout, fmt.Sprintf("Device %s did not appear within %s", what, unitfile.FormatDuration(wait)))
+		m.finishJob(j, api.ResultFailed, mb.reason)
+	}
+}
+
+// boundMountTimeout is the device wait that the mounts bound to dev ask
+// for: the longest of their timeouts; ok is false when none sets a finite
+// one. deviceJobTimeout uses it when the device unit has no job-timeout.
+func (m *Manager) boundMountTimeout(dev *Unit) (wait time.Duration, ok bool) {
+	for _, name := range dev.Deps(BoundBy) {
+		u := m.units[name]
+		if u == nil || u.Type != string(unitfile.TypeMount) || u.cfg == nil || u.cfg.Mount == nil {
+			continue
+		}
+		if t := u.cfg.Mount.Timeout; t > 0 && t != unitfile.Infinity && t > wait {
+			wait, ok = t, true
+		}
+	}
+	return wait, ok
+}
+
+// mountDeviceWait is how long a start of the mount unit u may wait for its
+// device (0 when it binds to none).
+func (m *Manager) mountDeviceWait(u *Unit) time.Duration {
+	for _, name := range u.Deps(BindsTo) {
+		if dev := m.units[name]; dev != nil && dev.Type == string(unitfile.TypeDevice) {
+			return dev.jobTimeout()
+		}
+	}
+	return 0
+}
+
 // isWanted reports whether an active (or starting) unit wants or requires u.
 func (m *Manager) isWanted(u *Unit) bool {
 	for _, k := range []DepKind{WantedBy, RequiredBy} {
@@ -589,7 +684,12 @@ func (mb *mount) Reconfigure() {
 // FailureReason says why the unit failed, for the failed job.
 func (mb *mount) FailureReason() string { return mb.reason }
 
-func (mb *mount) Describe(st *api.UnitStatus) {}
+func (mb *mount) Describe(st *api.UnitStatus) {
+	st.Result = mb.result
+	if mb.u.active == StateFailed && mb.reason != "" {
+		st.StatusText = mb.reason
+	}
+}
 
 func (mb *mount) Properties() []api.Property {
 	s := mb.section()

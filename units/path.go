@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -642,6 +643,14 @@ func (p *pathUnit) hold() {
 	}
 	p.holdObs = obs
 	p.holdNote = "holding opens of " + strings.Join(p.markPath, ", ") + " until " + p.target() + " is active"
+	// No hold outlasts the source's backstop: the loop then takes
+	// hold-verdict, whatever hold-timeout says.
+	if b, ok := fa.(interface{ Backstop() time.Duration }); ok && p.cfg.HoldTimeout > b.Backstop() {
+		backstop := unitfile.FormatDuration(b.Backstop())
+		p.holdNote += " (at most " + backstop + ": hold-timeout is over the fanotify backstop)"
+		p.u.Logf("hold-timeout=%s is longer than the fanotify backstop (%s): openers get hold-verdict (%s) after %s.",
+			unitfile.FormatDuration(p.cfg.HoldTimeout), backstop, p.holdVerdict(), backstop)
+	}
 }
 
 // cannotHold falls back to inotify: one warning per manager when fanotify

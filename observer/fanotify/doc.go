@@ -16,6 +16,14 @@
 //     and inode) go through Options.Inline instead, since the loop may be
 //     waiting for that very exec.
 //
+// Never reported at all: accesses to our own executable. New puts an
+// ignore mark of every permission event on its inode (see
+// ignoreOwnExecutable), so that a vfork child of ours exec'ing our image
+// (units/exec's trampoline) is never held: answering it would need the
+// reader goroutine while a Go thread of ours is stuck in vfork, which a
+// garbage collection starting then turns into a deadlock. Callers that
+// vfork other programs ask IfUnmarked first, or go through the trampoline.
+//
 // Every other covered access is posted to the loop (source "fanotify",
 // kind "open", "access" or "exec", attrs path, pid, uid, exe, comm, cgroup,
 // mark) with a Hold. The hold is answered exactly once, whichever comes

@@ -298,10 +298,15 @@ func (s *Source) refreshLocked() map[MarkID]error {
 			// then the old inode keeps its mark, and the reader lets its
 			// events through since no mark's path matches them.
 			unix.FanotifyMark(s.fd, unix.FAN_MARK_REMOVE|s.flags[key], rm, unix.AT_FDCWD, have.path)
+		} else if rm != 0 {
+			s.stale = true
 		}
 		if want[key] == nil {
 			delete(s.flags, key)
 		}
+	}
+	if len(want) == 0 && (len(s.applied) > 0 || s.stale) {
+		s.flushLocked()
 	}
 	s.applied = want
 	s.snap.Store(sn)
@@ -339,5 +344,20 @@ func (s *Source) reresolve() {
 	}
 	for id, err := range s.refreshLocked() {
 		s.logf("fanotify: mark %d: %v", id, err)
+	}
+}
+
+// flushLocked removes every inode and mount mark of the group, including
+// those left on inodes their path no longer leads to, and puts the ignore
+// mark of our own executable back. It runs when no mark is wanted any more,
+// so that IfUnmarked can tell the group generates no events at all. Between
+// the flush and the new ignore mark there is no mark, so nothing can be
+// held then either.
+func (s *Source) flushLocked() {
+	unix.FanotifyMark(s.fd, unix.FAN_MARK_FLUSH, 0, unix.AT_FDCWD, "/")
+	unix.FanotifyMark(s.fd, unix.FAN_MARK_FLUSH|unix.FAN_MARK_MOUNT, 0, unix.AT_FDCWD, "/")
+	s.stale = false
+	if err := s.ignoreOwnExecutable(); err != nil {
+		s.logf("%v", err)
 	}
 }

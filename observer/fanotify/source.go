@@ -41,10 +41,12 @@ type Options struct {
 	// QueueLimit bounds the loop source; default 4096. A held event that
 	// does not fit is answered Default at once (counted in Overflows).
 	QueueLimit int
-	// Deadline is the backstop: a held event that the loop has not released
-	// this long after it was read is answered Default by the source itself,
-	// even if the loop is stuck (counted). Default 30s. Observers' own
-	// HoldTimeouts are normally much shorter.
+	// Deadline bounds every hold. The loop gets it as the Hold's Deadline
+	// (when it passes, waiting deciders are overruled with their own
+	// HoldDefault); a held event that the loop has still not released a
+	// little later (a tenth more, 10ms to 5s) is answered Default by the
+	// source itself, even if the loop is stuck (the backstop, counted).
+	// Default 30s. Observers' HoldTimeouts longer than this are cut to it.
 	Deadline time.Duration
 	// Default is the backstop and overflow verdict; the zero value is Allow.
 	Default observer.Verdict
@@ -92,6 +94,9 @@ type Source struct {
 	applied  map[targetKey]*target
 	flags    map[targetKey]uint
 	snap     atomic.Pointer[snapshot]
+	// stale is set when a kernel mark could not be removed (its path leads
+	// elsewhere now), so applied no longer lists every kernel mark.
+	stale bool
 
 	heldMu sync.Mutex
 	held   map[*heldEvent]struct{}
@@ -133,6 +138,10 @@ func New(opts Options) (*Source, error) {
 		held: map[*heldEvent]struct{}{},
 	}
 	s.snap.Store(&snapshot{})
+	if err := s.ignoreOwnExecutable(); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
 	s.src = opts.Loop.NewSource("fanotify", opts.QueueLimit)
 	go s.run()
 	go s.pollPending()
@@ -176,6 +185,62 @@ func (s *Source) releaseAll() {
 		h.release(observer.Allow)
 	}
 }
+
+// backstopAfter is when the source's own timer answers a held event: a
+// little after the Deadline the loop was given, so that a loop that works
+// decides at the Deadline itself, with its deciders' defaults (a path
+// unit's hold-verdict), and the source's Default only answers for a loop
+// that is stuck or very late.
+func (s *Source) backstopAfter() time.Duration {
+	grace := min(max(s.opts.Deadline/10, 10*time.Millisecond), 5*time.Second)
+	return s.opts.Deadline + grace
+}
+
+// Backstop is the longest a held event waits (Options.Deadline after
+// defaults), whatever the deciding observers' HoldTimeouts: the loop is
+// given it as the Hold's Deadline and then takes the waiting deciders'
+// defaults; the source's own timer answers Options.Default shortly after,
+// should the loop not have answered.
+func (s *Source) Backstop() time.Duration { return s.opts.Deadline }
+
+// IfUnmarked runs f, with marks kept from changing meanwhile, if the group
+// has no marks (the ignore mark of our own executable aside): then nothing
+// f does can be held. It reports whether it ran f. A manager that forks with
+// vfork (syscall.ForkExec) can start a program directly under it and must
+// otherwise go through a child that is not a vfork (see the package doc).
+func (s *Source) IfUnmarked(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed && (len(s.applied) > 0 || s.stale) {
+		return false
+	}
+	f()
+	return true
+}
+
+// ignoreOwnExecutable gives our executable's inode an ignore mask of every
+// permission event (surviving modification), so that no open, read or exec
+// of it ever produces an event of this group, whichever mark (inode,
+// directory, mount) would cover it: the kernel merges the ignore masks of
+// every mark of a group on an event's objects. A child of ours that execs
+// our own image (the units/exec trampoline) is still in vfork, with a Go
+// thread of ours stopped in the kernel until the exec is done; answering
+// its exec would need our reader goroutine, which a garbage collection
+// starting then never lets run (the collector waits for the forking thread
+// first). One mark per group is enough: the ignore mask is on the inode,
+// so it applies on every mount and file system the inode is reached
+// through. It goes only with the group or a flush (see refreshLocked).
+func (s *Source) ignoreOwnExecutable() error {
+	err := unix.FanotifyMark(s.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_IGNORED_SURV_MODIFY,
+		allPermissions, unix.AT_FDCWD, "/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("fanotify: ignore mark on our own executable: %w", markError("/proc/self/exe", err))
+	}
+	return nil
+}
+
+// allPermissions is every permission event the group can be marked for.
+const allPermissions = unix.FAN_OPEN_PERM | unix.FAN_ACCESS_PERM | unix.FAN_OPEN_EXEC_PERM
 
 // Stats reports the counters. Safe from any goroutine.
 func (s *Source) Stats() Stats {
@@ -238,7 +303,7 @@ func (h *heldEvent) release(v observer.Verdict) bool {
 func (h *heldEvent) expire() {
 	if h.claim() {
 		h.s.backstop.Add(1)
-		h.s.logf("fanotify: held event not released within %v; answered %s", h.s.opts.Deadline, h.s.opts.Default)
+		h.s.logf("fanotify: held event not released within %v; answered %s", h.s.backstopAfter(), h.s.opts.Default)
 		h.s.answer(h.fd, h.s.opts.Default)
 	}
 }
@@ -350,7 +415,7 @@ func (s *Source) handle(proc *procReader, r record) {
 	s.heldMu.Lock()
 	s.held[h] = struct{}{}
 	s.heldMu.Unlock()
-	h.timer.Store(time.AfterFunc(s.opts.Deadline, h.expire))
+	h.timer.Store(time.AfterFunc(s.backstopAfter(), h.expire))
 	ev.Hold = &observer.Hold{
 		Release:  func(v observer.Verdict) { h.release(v) },
 		Deadline: s.opts.Deadline,

@@ -100,7 +100,10 @@ func Parse(r io.Reader) ([]Mount, error) {
 //	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
 func ParseLine(line string) (Mount, error) {
 	var m Mount
-	fields := strings.Fields(line)
+	// The kernel separates fields by single spaces and escapes only space,
+	// tab, newline and backslash: other white space (\r, \f, \v) can be
+	// part of a path, so strings.Fields would split it wrongly.
+	fields := strings.FieldsFunc(strings.TrimRight(line, "\n"), func(r rune) bool { return r == ' ' })
 	sep := -1
 	for i := 6; i < len(fields); i++ {
 		if fields[i] == "-" {

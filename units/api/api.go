@@ -311,6 +311,10 @@ type ObserverRow struct {
 	Filter  string `json:"filter"`
 	Matched uint64 `json:"matched"`
 	Dropped uint64 `json:"dropped"`
+	// Decides is set for observers that answer held events; Overruled
+	// counts the holds they did not answer in time.
+	Decides   bool   `json:"decides,omitempty"`
+	Overruled uint64 `json:"overruled,omitempty"`
 }
 
 // SourceRow is one source.

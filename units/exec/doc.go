@@ -31,7 +31,26 @@
 // status pipe that Start reads until EOF, so it comes back from Start as an
 // *ExecError carrying the step that failed and systemd's exit status for it
 // (203/EXEC, 200/CHDIR, ...). Specs that need none of this are started
-// directly, which is faster (see BenchmarkStart).
+// directly, which is faster (see BenchmarkStart), unless Spec.Trampoline
+// asks for the trampoline anyway.
+//
+// # Held execs and the vfork deadlock
+//
+// syscall.ForkExec clones with CLONE_VFORK from a raw system call: the
+// forking thread keeps its P and stays "running" in the kernel until the
+// child execs. If a fanotify group answered by this process holds that exec
+// (observer/fanotify answers Vigil's own children on its reader goroutine),
+// a garbage collection starting meanwhile waits for the forking thread
+// forever, the reader never runs again, and the process hangs (the class of
+// golang/go#11155). So a program whose exec may be held must not be the
+// target of our vfork: with Spec.Trampoline the vfork child execs Self,
+// which the fanotify source marks ignored in the kernel (no event at all),
+// and the trampoline, an ordinary process by then, execs the program while
+// this process waits for the status pipe in a normal, preemptible read.
+// The manager decides per start (init asks the fanotify source whether any
+// mark exists; see init's spawner). Self must be built without cgo: the
+// exec of a dynamic executable opens its interpreter before the vfork
+// parent resumes, and that open is not covered by the ignore mark.
 //
 // A binary that may act as the trampoline calls IsTrampoline(os.Args[0]) and
 // TrampolineMain first thing in main (cmd/vigil does; so does this package's

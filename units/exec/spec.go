@@ -78,6 +78,15 @@ type Spec struct {
 	// Self is the binary that acts as the trampoline; empty means
 	// /proc/self/exe.
 	Self string
+
+	// Trampoline starts the program through the trampoline even when no
+	// setting needs it. Set it when the program's exec may be held by a
+	// fanotify group this process answers: a direct start is a vfork, and a
+	// held exec in a vfork child can deadlock the Go runtime (see the
+	// package doc). The trampoline's own exec of Self is never held (the
+	// fanotify source ignores our executable), and its exec of the program
+	// is answered while this process waits in an ordinary read.
+	Trampoline bool
 }
 
 // Credential is a resolved user: numbers, not names (see LookupUser and
@@ -181,6 +190,9 @@ type Started struct {
 // umask equal to the manager's is inherited anyway: services commonly ask for
 // systemd's default 0022, and the trampoline costs a Go runtime start.
 func (s *Spec) needsTrampoline() bool {
+	if s.Trampoline {
+		return true
+	}
 	umaskDiffers := s.Umask != nil && !umaskIs(*s.Umask)
 	return umaskDiffers || s.Nice != nil || len(s.Rlimits) > 0 ||
 		s.NoNewPrivileges || s.CapabilityBoundingSet != nil || s.ListenFDs || s.WatchdogPID

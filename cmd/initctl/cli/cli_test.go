@@ -343,7 +343,7 @@ func TestObserveEmitObservers(t *testing.T) {
 	}
 
 	out, _, _ = m.runCLI("observers")
-	want = "observer 1 units control 12 0 source=control\nobserver 2 cli observe 3 1 (everything)\nsource control 12 0\nsource uevent 40 2\n"
+	want = "observer 1 units control 12 0 - source=control\nobserver 2 cli observe 3 1 - (everything)\nobserver 3 guard watch 5 0 2 source=fanotify\nsource control 12 0\nsource uevent 40 2\n"
 	if out != want {
 		t.Fatalf("observers:\n%q\nwant\n%q", out, want)
 	}

@@ -314,7 +314,7 @@ func (m *testManager) handle(r *control.Request) {
 		next()
 	case api.MethodObservers:
 		r.Reply(api.ObserversResult{
-			Observers: []api.ObserverRow{{ID: 1, Guest: "units", Name: "control", Filter: "source=control", Matched: 12}, {ID: 2, Guest: "cli", Name: "observe", Filter: "", Matched: 3, Dropped: 1}},
+			Observers: []api.ObserverRow{{ID: 1, Guest: "units", Name: "control", Filter: "source=control", Matched: 12}, {ID: 2, Guest: "cli", Name: "observe", Filter: "", Matched: 3, Dropped: 1}, {ID: 3, Guest: "guard", Name: "watch", Filter: "source=fanotify", Matched: 5, Decides: true, Overruled: 2}},
 			Sources:   []api.SourceRow{{Name: "control", Posted: 12}, {Name: "uevent", Posted: 40, Dropped: 2}},
 		})
 	case api.MethodDaemonReload:

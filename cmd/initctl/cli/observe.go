@@ -81,13 +81,17 @@ func (e *env) runObservers(p *parsed) int {
 	if e.json {
 		return e.printJSON(res)
 	}
-	t := &table{header: []string{"ID", "GUEST", "NAME", "MATCHED", "DROPPED", "FILTER"}}
+	t := &table{header: []string{"ID", "GUEST", "NAME", "MATCHED", "DROPPED", "OVERRULED", "FILTER"}}
 	for _, o := range res.Observers {
 		filter := o.Filter
 		if filter == "" {
 			filter = "(everything)"
 		}
-		t.add("", fmt.Sprint(o.ID), o.Guest, o.Name, fmt.Sprint(o.Matched), fmt.Sprint(o.Dropped), filter)
+		overruled := "-" // not a deciding observer
+		if o.Decides {
+			overruled = fmt.Sprint(o.Overruled)
+		}
+		t.add("", fmt.Sprint(o.ID), o.Guest, o.Name, fmt.Sprint(o.Matched), fmt.Sprint(o.Dropped), overruled, filter)
 	}
 	s := &table{header: []string{"SOURCE", "POSTED", "DROPPED"}}
 	for _, src := range res.Sources {
