@@ -665,3 +665,21 @@ func checkNodeExporter(t *testing.T, steps map[string]stepResult) {
 		`(?m)^node_systemd_unit_state\{name="gosd-once\.service",state="active",type="oneshot"\} 1$`,
 		`(?m)^node_systemd_units\{state="active"\} [1-9]\d*$`)
 }
+
+// TestSystemctlRebootInGuest: "systemctl reboot" as root over
+// /run/systemd/private starts reboot.target (there is no logind), and PID 1
+// finishes an ordered reboot (QEMU exits: -no-reboot).
+func TestSystemctlRebootInGuest(t *testing.T) {
+	script := "echo '@@@ REBOOT'\nsystemctl reboot\necho '@@@ REBOOT-RETURNED' $?\nexec sleep 600\n"
+	res := runDBusGuest(t, map[string]string{}, script, true)
+	out := strings.Join(res.ScriptOutput, "\n")
+	if !strings.Contains(out, "@@@ REBOOT") {
+		t.Fatalf("the script never reached systemctl reboot:\n%s", res.Tail)
+	}
+	if strings.Contains(out, "@@@ REBOOT-RETURNED") {
+		t.Errorf("systemctl reboot returned instead of rebooting:\n%s", out)
+	}
+	if res.ShutdownAction != "reboot" || !res.Clean {
+		t.Errorf("after systemctl reboot: shutdown %q clean=%v (%s)", res.ShutdownAction, res.Clean, res.UncleanReason)
+	}
+}
