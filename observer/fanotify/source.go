@@ -233,6 +233,12 @@ func (s *Source) IfUnmarked(f func()) bool {
 func (s *Source) ignoreOwnExecutable() error {
 	err := unix.FanotifyMark(s.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_IGNORED_SURV_MODIFY,
 		allPermissions, unix.AT_FDCWD, "/proc/self/exe")
+	if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EXDEV) {
+		// A file system that cannot be marked: no mark can cover our
+		// executable either.
+		s.logf("fanotify: our executable's file system cannot be marked (%v): nothing can hold its execs", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("fanotify: ignore mark on our own executable: %w", markError("/proc/self/exe", err))
 	}
