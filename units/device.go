@@ -502,6 +502,13 @@ func (m *Manager) newDeviceUnit(name string) *Unit {
 	return u
 }
 
+// IgnoresIsolate: isolating a target never stops a device unit (systemd's
+// default too); its file may still say otherwise.
+func (d *device) IgnoresIsolate() bool {
+	u := d.u
+	return u.cfg == nil || u.cfg.Unit.IgnoreOnIsolate
+}
+
 // deviceJobTimeout is the job timeout of a device unit: its own
 // job-timeout if it sets one, else the longest timeout of the mount units
 // bound to it (mount.go), else the device default.

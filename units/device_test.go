@@ -10,6 +10,7 @@ import (
 
 	"vigil/observer"
 	"vigil/observer/uevent"
+	"vigil/units/api"
 )
 
 // deviceHarness is a manager with device events on, fed by hand through a
@@ -328,5 +329,48 @@ exec-start = "/bin/true"
 	h.do(func() { st = h.m.DeviceStats() })
 	if st.Listener.Received == 0 {
 		t.Errorf("the kernel socket received nothing: %+v", st)
+	}
+}
+
+// TestIsolateLeavesDevicesAndWhatIsBoundToThem: isolating a target does not
+// stop device units (as in systemd), so a unit bound to a device and
+// ignoring isolation itself (a mount) stays up; before, the isolate's stop
+// of the device went on to everything bound to it.
+func TestIsolateLeavesDevicesAndWhatIsBoundToThem(t *testing.T) {
+	h := newDeviceHarness(t, map[string]string{
+		"on-vdb.service": `[unit]
+binds-to = "dev-vdb.device"
+after = "dev-vdb.device"
+ignore-on-isolate = true
+[service]
+exec-start = "/bin/sleep 60"
+`,
+		"plain.service": `[service]
+exec-start = "/bin/sleep 60"
+`,
+		"other.target": `[unit]
+allow-isolate = true
+requires = "sysinit.target"
+after = "sysinit.target"
+`,
+	}, DeviceOptions{JobTimeout: 5 * time.Second})
+	h.post("add", vdbPath, vdbEnv()...)
+	h.waitProcessed(1)
+	for _, name := range []string{"on-vdb.service", "plain.service"} {
+		if r, why := h.start(name); r != "done" {
+			t.Fatalf("start %s: %s %s", name, r, why)
+		}
+	}
+	if r, why := h.job("other.target", api.JobStart, api.ModeIsolate); r != "done" {
+		t.Fatalf("isolate other.target: %s %s\n%s", r, why, h.logText())
+	}
+	if a, _ := h.state("plain.service"); a != "inactive" {
+		t.Errorf("plain.service after the isolate: %s (isolating stops what the target does not pull in)", a)
+	}
+	if a, _ := h.state("dev-vdb.device"); a != "active" {
+		t.Errorf("dev-vdb.device after the isolate: %s", a)
+	}
+	if a, _ := h.state("on-vdb.service"); a != "active" {
+		t.Errorf("on-vdb.service after the isolate: %s, want active: the device it is bound to was stopped\n%s", a, h.logText())
 	}
 }

@@ -177,6 +177,11 @@ func mergeJobTypes(a, b string) (string, bool) {
 	return "", false
 }
 
+// isolateIgnorer is a behaviour whose units isolation leaves alone even
+// without a file that says so (device units: only the kernel unplugs a
+// device, and stopping one would stop everything bound to it).
+type isolateIgnorer interface{ IgnoresIsolate() bool }
+
 // addIsolateStops plans a stop for every running unit the target does not
 // pull in.
 func (tx *transaction) addIsolateStops() {
@@ -189,6 +194,9 @@ func (tx *transaction) addIsolateStops() {
 			continue
 		}
 		if u.cfg != nil && u.cfg.Unit.IgnoreOnIsolate {
+			continue
+		}
+		if ig, ok := u.behaviour.(isolateIgnorer); ok && ig.IgnoresIsolate() {
 			continue
 		}
 		tx.add(u, api.JobStop, false, tx.anchor)

@@ -34,9 +34,10 @@ func (d *unitDecoder) finalize() {
 	if s := u.Swap; s != nil {
 		d.finalizeSwapWhat(s)
 	}
-	if (u.Mount != nil || u.Swap != nil) && !d.isSet("unit", "ignore-on-isolate") {
-		// systemd's default for mounts and swaps: isolating a target
-		// does not unmount file systems.
+	if (u.Mount != nil || u.Swap != nil || u.Type == TypeDevice) && !d.isSet("unit", "ignore-on-isolate") {
+		// systemd's default for mounts, swaps and devices: isolating a
+		// target neither unmounts file systems nor "unplugs" devices
+		// (which would stop everything bound to them).
 		u.Unit.IgnoreOnIsolate = true
 	}
 	if s := u.Timer; s != nil {
