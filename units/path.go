@@ -631,9 +631,12 @@ func (p *pathUnit) hold() {
 		Filter: observer.Filter{Terms: []observer.Term{
 			{Key: "source", Op: observer.OpEq, Values: []string{"fanotify"}},
 			{Key: "mark", Op: observer.OpEq, Values: p.markPath}}},
-		Notify:      p.onHeldAccess,
-		Decides:     true,
-		HoldTimeout: p.cfg.HoldTimeout,
+		Notify:  p.onHeldAccess,
+		Decides: true,
+		// The unit answers at hold-timeout itself (holdTimedOut, which
+		// says so in its log); the loop's overruling, a little later, is
+		// only the safety net, so the two never race.
+		HoldTimeout: p.cfg.HoldTimeout + time.Second,
 		HoldDefault: p.holdVerdict(),
 	})
 	if err != nil {
