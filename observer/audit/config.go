@@ -15,6 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"vigil/observer"
+	"vigil/observer/rulelines"
 )
 
 // DefaultConfigPath is where the policy lives on a running system.
@@ -195,19 +196,19 @@ func parsePolicy(name string, src []byte, lookup userLookup, trust trustLoader) 
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	lines := indexLines(string(src))
+	lines := rulelines.Scan(string(src))
 	var errs []error
 	top := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s:%d: %s: %s", name, lines.top(key), key, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s:%d: %s: %s", name, lines.Top(key), key, fmt.Sprintf(format, args...)))
 	}
 	for _, k := range md.Undecoded() {
 		last := k[len(k)-1]
 		if len(k) > 1 && k[0] == "rule" {
-			i := lines.ruleWithKey(last)
-			errs = append(errs, fmt.Errorf("%s:%d: unknown rule key %q (rules know name, access, path, executable, user, unit, cgroup, sha256, trust, action)", name, lines.rule(i, last), last))
+			i := lines.RuleWithKey(last)
+			errs = append(errs, fmt.Errorf("%s:%d: unknown rule key %q (rules know name, access, path, executable, user, unit, cgroup, sha256, trust, action)", name, lines.Rule(i, last), last))
 			continue
 		}
-		errs = append(errs, fmt.Errorf("%s:%d: unknown key %q (the file knows mode, default, decision-timeout, timeout-verdict, log, log-max-size, log-keep and [[rule]] tables)", name, lines.top(last), k.String()))
+		errs = append(errs, fmt.Errorf("%s:%d: unknown key %q (the file knows mode, default, decision-timeout, timeout-verdict, log, log-max-size, log-keep and [[rule]] tables)", name, lines.Top(last), k.String()))
 	}
 	p := &Policy{Source: name, Mode: Enforce, DecisionTimeout: defaultDecisionTimeout, Log: DefaultLogPath,
 		LogMaxSize: defaultLogMaxSize, LogKeep: defaultLogKeep, Loaded: time.Now()}
@@ -266,13 +267,13 @@ func parsePolicy(name string, src []byte, lookup userLookup, trust trustLoader) 
 		r, rerrs := parseRule(spec, i, lookup, trust)
 		label := r.Name
 		for _, e := range rerrs {
-			errs = append(errs, fmt.Errorf("%s:%d: rule %q: %s: %s", name, lines.rule(i, e.key), label, e.key, e.msg))
+			errs = append(errs, fmt.Errorf("%s:%d: rule %q: %s: %s", name, lines.Rule(i, e.key), label, e.key, e.msg))
 		}
 		if first, dup := names[r.Name]; dup {
-			errs = append(errs, fmt.Errorf("%s:%d: rule %q: name: already used by the rule at line %d", name, lines.rule(i, "name"), r.Name, first))
+			errs = append(errs, fmt.Errorf("%s:%d: rule %q: name: already used by the rule at line %d", name, lines.Rule(i, "name"), r.Name, first))
 		}
-		names[r.Name] = lines.rule(i, "")
-		r.Line = lines.rule(i, "")
+		names[r.Name] = lines.Rule(i, "")
+		r.Line = lines.Rule(i, "")
 		if len(rerrs) == 0 {
 			p.Rules = append(p.Rules, r)
 		}
@@ -464,82 +465,4 @@ func isSHA256(h string) bool {
 		}
 	}
 	return true
-}
-
-// lineIndex knows where top-level keys and [[rule]] tables and their keys
-// are; BurntSushi/toml does not expose positions of decoded keys.
-type lineIndex struct {
-	topKeys map[string]int
-	headers []int
-	keys    []map[string]int
-}
-
-func isRuleHeader(line string) bool {
-	line = strings.TrimSpace(line)
-	if !strings.HasPrefix(line, "[[") {
-		return false
-	}
-	inner, _, ok := strings.Cut(line[2:], "]]")
-	return ok && strings.Trim(strings.TrimSpace(inner), `"'`) == "rule"
-}
-
-func lineKey(line string) string {
-	k, _, ok := strings.Cut(line, "=")
-	if !ok {
-		return ""
-	}
-	k = strings.Trim(strings.TrimSpace(k), `"'`)
-	if k == "" || strings.ContainsAny(k, " \t#[") {
-		return ""
-	}
-	return k
-}
-
-func indexLines(src string) lineIndex {
-	li := lineIndex{topKeys: map[string]int{}}
-	for i, line := range strings.Split(src, "\n") {
-		if isRuleHeader(line) {
-			li.headers = append(li.headers, i+1)
-			li.keys = append(li.keys, map[string]int{})
-			continue
-		}
-		k := lineKey(line)
-		if k == "" {
-			continue
-		}
-		m := li.topKeys
-		if len(li.keys) > 0 {
-			m = li.keys[len(li.keys)-1]
-		}
-		if _, seen := m[k]; !seen {
-			m[k] = i + 1
-		}
-	}
-	return li
-}
-
-func (li lineIndex) top(key string) int {
-	if l, ok := li.topKeys[key]; ok {
-		return l
-	}
-	return 1
-}
-
-func (li lineIndex) rule(i int, key string) int {
-	if i < 0 || i >= len(li.headers) {
-		return 1
-	}
-	if l, ok := li.keys[i][key]; ok {
-		return l
-	}
-	return li.headers[i]
-}
-
-func (li lineIndex) ruleWithKey(key string) int {
-	for i, keys := range li.keys {
-		if _, ok := keys[key]; ok {
-			return i
-		}
-	}
-	return -1
 }

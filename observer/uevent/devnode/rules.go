@@ -14,6 +14,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"vigil/observer/rulelines"
 	"vigil/observer/uevent"
 )
 
@@ -94,15 +95,15 @@ func ParseRules(name string, src []byte) (*Rules, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	lines := indexRuleLines(string(src))
+	lines := rulelines.Scan(string(src))
 	at := func(i int, key string) string {
-		return fmt.Sprintf("%s:%d", name, lines.find(i, key))
+		return fmt.Sprintf("%s:%d", name, lines.Rule(i, key))
 	}
 	var errs []error
 	for _, k := range md.Undecoded() {
 		idx := -1
 		if len(k) > 1 && k[0] == "rule" {
-			idx = lines.ruleWithKey(k[len(k)-1])
+			idx = lines.RuleWithKey(k[len(k)-1])
 		}
 		errs = append(errs, fmt.Errorf("%s: unknown key %q (rules know subsystem, devname, devtype, owner, group, mode)", at(idx, k[len(k)-1]), k.String()))
 	}
@@ -111,7 +112,7 @@ func ParseRules(name string, src []byte) (*Rules, error) {
 	}
 	rs := &Rules{}
 	for i, spec := range file.Rule {
-		r := rule{line: lines.find(i, ""), subsystem: spec.Subsystem, devname: spec.DevName, devtype: spec.DevType, uid: -1, gid: -1}
+		r := rule{line: lines.Rule(i, ""), subsystem: spec.Subsystem, devname: spec.DevName, devtype: spec.DevType, uid: -1, gid: -1}
 		ok := true
 		fail := func(key, format string, args ...any) {
 			errs = append(errs, fmt.Errorf("%s: %s", at(i, key), fmt.Sprintf(format, args...)))
@@ -285,74 +286,4 @@ func (rs *Rules) Apply(ev *uevent.Uevent, root string) error {
 		}
 	}
 	return nil
-}
-
-// ruleLines knows on which line each [[rule]] starts and where its keys
-// are; BurntSushi/toml does not expose positions of decoded keys.
-type ruleLines struct {
-	headers []int            // line of each [[rule]]
-	keys    []map[string]int // per rule: key -> line
-}
-
-// isRuleHeader reports whether a line opens a rule: [[rule]], with any
-// blanks and an optional comment.
-func isRuleHeader(line string) bool {
-	line = strings.TrimSpace(line)
-	if !strings.HasPrefix(line, "[[") {
-		return false
-	}
-	inner, _, ok := strings.Cut(line[2:], "]]")
-	return ok && strings.Trim(strings.TrimSpace(inner), `"'`) == "rule"
-}
-
-// lineKey is the key a "key = value" line assigns, or "".
-func lineKey(line string) string {
-	k, _, ok := strings.Cut(line, "=")
-	if !ok {
-		return ""
-	}
-	k = strings.Trim(strings.TrimSpace(k), `"'`)
-	if k == "" || strings.ContainsAny(k, " \t#[") {
-		return ""
-	}
-	return k
-}
-
-func indexRuleLines(src string) ruleLines {
-	var rl ruleLines
-	for i, line := range strings.Split(src, "\n") {
-		if isRuleHeader(line) {
-			rl.headers = append(rl.headers, i+1)
-			rl.keys = append(rl.keys, map[string]int{})
-			continue
-		}
-		if k := lineKey(line); k != "" && len(rl.keys) > 0 {
-			if _, seen := rl.keys[len(rl.keys)-1][k]; !seen {
-				rl.keys[len(rl.keys)-1][k] = i + 1
-			}
-		}
-	}
-	return rl
-}
-
-// find gives the line of key in rule i, or of the rule's header; 1 when
-// nothing is known.
-func (rl ruleLines) find(i int, key string) int {
-	if i < 0 || i >= len(rl.headers) {
-		return 1
-	}
-	if l, ok := rl.keys[i][key]; ok {
-		return l
-	}
-	return rl.headers[i]
-}
-
-// ruleWithKey is the first rule that writes key, or -1.
-func (rl ruleLines) ruleWithKey(key string) int {
-	for i, keys := range rl.keys {
-		if _, ok := keys[key]; ok {
-			return i
-		}
-	}
-	return -1
 }
