@@ -263,7 +263,9 @@ func (m *Manager) List(args api.ListArgs) []api.UnitSummary {
 		if len(args.Patterns) > 0 && !matchAny(args.Patterns, u.Name) {
 			continue
 		}
-		if !args.All && len(args.States) == 0 && u.active == StateInactive && u.job == nil && u.LoadState != LoadNotFound && len(args.Patterns) == 0 {
+		// As systemctl: without --all or --state, inactive units with no
+		// job are left out, patterns or not.
+		if !args.All && len(args.States) == 0 && u.active == StateInactive && u.job == nil && u.LoadState != LoadNotFound {
 			continue
 		}
 		if !args.All && u.LoadState == LoadNotFound && u.active == StateInactive && u.job == nil {

@@ -394,3 +394,36 @@ func TestBrokenUnitDoesNotStopOthers(t *testing.T) {
 		t.Errorf("worse.service's TOML error not reported with its position:\n%s", problems)
 	}
 }
+
+// TestListPatternsHideInactiveUnlessAll: as systemctl, a pattern narrows
+// the listing but does not bring back inactive units; --all and --state do.
+func TestListPatternsHideInactiveUnlessAll(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"web-a.service": "[service]\nexec-start = \"/bin/sleep 60\"\n",
+		"web-b.service": "[service]\nexec-start = \"/bin/sleep 60\"\n",
+	})
+	if r, why := h.start("web-a.service"); r != api.ResultDone {
+		t.Fatalf("start web-a.service: %s %s", r, why)
+	}
+	list := func(args api.ListArgs) string {
+		var rows []api.UnitSummary
+		h.do(func() {
+			h.m.LoadUnit("web-b.service")
+			rows = h.m.List(args)
+		})
+		var names []string
+		for _, r := range rows {
+			names = append(names, r.Name)
+		}
+		return strings.Join(names, " ")
+	}
+	if got := list(api.ListArgs{Patterns: []string{"web-*"}}); got != "web-a.service" {
+		t.Errorf("list web-*: %q, want only the active web-a.service", got)
+	}
+	if got := list(api.ListArgs{Patterns: []string{"web-*"}, All: true}); got != "web-a.service web-b.service" {
+		t.Errorf("list --all web-*: %q", got)
+	}
+	if got := list(api.ListArgs{Patterns: []string{"web-*"}, States: []string{"inactive"}}); got != "web-b.service" {
+		t.Errorf("list --state inactive web-*: %q", got)
+	}
+}
