@@ -119,7 +119,7 @@ func New(opts Options) (*Auditor, error) {
 	a.hashFile = a.hashes.hash
 	for i := 0; i < opts.HashWorkers; i++ {
 		a.workers.Add(1)
-		go a.hashWorker()
+		go observer.Guard("audit hash worker", a.opts.Logf, a.hashWorker)
 	}
 	p, err := LoadPolicy(opts.ConfigPath)
 	switch {

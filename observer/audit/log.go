@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"vigil/observer"
 )
 
 // Record is one line of the audit log: one decision.
@@ -207,7 +209,7 @@ type follower struct {
 func startLogWriter(path string, maxSize int64, keep int, logf func(string, ...any)) *logWriter {
 	w := &logWriter{path: path, maxSize: maxSize, keep: keep, logf: logf,
 		ch: make(chan Record, logBuffer), done: make(chan struct{}), followers: map[*follower]struct{}{}}
-	go w.run()
+	go observer.Guard("audit log writer", w.logf, w.run)
 	return w
 }
 

@@ -183,8 +183,8 @@ func Start(opts Options) (*Mount, error) {
 	m.deadline.Store(int64(opts.RequestDeadline))
 	m.timeouts <- opts.IdleTimeout
 	m.wg.Add(2)
-	go m.read()
-	go m.expireLoop()
+	go observer.Guard("autofs reader "+m.where, m.logf, m.read)
+	go observer.Guard("autofs expiry "+m.where, m.logf, m.expireLoop)
 	return m, nil
 }
 

@@ -69,7 +69,7 @@ func Start(loop *observer.Loop) (*Watcher, error) {
 		byDir:  map[string]*group{},
 		done:   make(chan struct{}),
 	}
-	go w.run()
+	go observer.Guard("cgroup events watcher", nil, w.run)
 	return w, nil
 }
 

@@ -66,7 +66,7 @@ func Start(loop *observer.Loop, opts Options) (*Watcher, error) {
 		w.closeFDs()
 		return nil, fmt.Errorf("clock: pipe: %w", err)
 	}
-	go w.run()
+	go observer.Guard("clock watcher", nil, w.run)
 	return w, nil
 }
 

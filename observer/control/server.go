@@ -146,7 +146,7 @@ func Listen(loop *observer.Loop, path string, opts Options) (*Server, error) {
 	}
 	s.source = loop.NewSource(opts.SourceName, opts.QueueLimit)
 	s.wg.Add(1)
-	go s.acceptLoop()
+	go observer.Guard("control socket", s.opts.Logf, s.acceptLoop)
 	return s, nil
 }
 
@@ -344,8 +344,8 @@ func (s *Server) serve(nc *net.UnixConn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(2)
 	s.mu.Unlock()
-	go c.readLoop()
-	go c.writeLoop()
+	go observer.Guard("control client reader", s.opts.Logf, c.readLoop)
+	go observer.Guard("control client writer", s.opts.Logf, c.writeLoop)
 }
 
 func (c *conn) markDone() { c.doneOnce.Do(func() { close(c.done) }) }

@@ -101,7 +101,7 @@ func Listen(loop *observer.Loop, path string, opts Options) (*Server, error) {
 	}
 	s := &Server{loop: loop, ln: ln, path: path, opts: opts, closed: make(chan struct{})}
 	s.wg.Add(1)
-	go s.accept()
+	go observer.Guard("observer socket", s.opts.Logf, s.accept)
 	return s, nil
 }
 
@@ -178,7 +178,7 @@ func (s *Server) accept() {
 		go func() {
 			defer s.wg.Done()
 			defer s.count.Add(-1)
-			g.serve()
+			observer.Guard("observer guest", s.opts.Logf, g.serve)
 		}()
 	}
 }

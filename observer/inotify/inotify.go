@@ -105,7 +105,7 @@ func Open(loop *observer.Loop, opts Options) (*Watcher, error) {
 		return nil, fmt.Errorf("inotify: pipe: %w", err)
 	}
 	w.source = loop.NewSource(SourceName, opts.QueueLimit)
-	go w.run()
+	go observer.Guard("inotify reader", w.logf, w.run)
 	return w, nil
 }
 

@@ -106,7 +106,7 @@ func Watch(loop *observer.Loop, opts Options) (*Watcher, error) {
 			}
 		}
 	}
-	go w.run()
+	go observer.Guard("mountinfo watcher", w.opts.Logf, w.run)
 	return w, nil
 }
 

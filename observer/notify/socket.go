@@ -135,7 +135,7 @@ func Listen(loop *observer.Loop, path string, opts Options) (*Socket, error) {
 	}
 	s.conn = conn
 	s.source = loop.NewSource("notify", opts.QueueLimit)
-	go s.read()
+	go observer.Guard("notify socket reader", s.opts.Logf, s.read)
 	return s, nil
 }
 

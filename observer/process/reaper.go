@@ -77,7 +77,7 @@ func Start(ctx context.Context, loop *observer.Loop) (*Reaper, error) {
 		done:   make(chan struct{}),
 	}
 	signal.Notify(r.sigs, syscall.SIGCHLD)
-	go r.run(ctx)
+	go observer.Guard("process reaper", nil, func() { r.run(ctx) })
 	return r, nil
 }
 

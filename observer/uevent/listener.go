@@ -121,7 +121,7 @@ func Listen(loop *observer.Loop, opts ListenOptions) (*Listener, error) {
 		receiveBuffer: granted,
 		done:          make(chan struct{}),
 	}
-	go l.run()
+	go observer.Guard("uevent listener", l.opts.Logf, l.run)
 	return l, nil
 }
 
