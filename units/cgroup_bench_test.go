@@ -11,12 +11,11 @@ import (
 	"vigil/units/api"
 )
 
-// BenchmarkStart1000OneshotsCgroups is BenchmarkStart1000Oneshots with
-// every unit in its own cgroup: created, born into, watched and removed.
-func BenchmarkStart1000OneshotsCgroups(b *testing.B) {
+// benchStartOneshots measures starting 1,000 oneshot units through a full
+// manager (reaper, loop) whose options configure may change per run.
+func benchStartOneshots(b *testing.B, configure func(*Options)) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		tree := testCgroupTree(b)
 		dir := b.TempDir()
 		h := &harness{t: b, dir: dir, units: filepath.Join(dir, "units")}
 		writeOneshots(b, h.units, 1000)
@@ -26,7 +25,9 @@ func BenchmarkStart1000OneshotsCgroups(b *testing.B) {
 		if _, err := process.Start(ctx, h.loop); err != nil {
 			b.Fatal(err)
 		}
-		m, err := New(h.loop, Options{UnitPaths: []string{h.units}, RuntimeDir: filepath.Join(dir, "run"), Logf: func(string, ...any) {}, Cgroups: tree})
+		opts := Options{UnitPaths: []string{h.units}, RuntimeDir: filepath.Join(dir, "run"), Logf: func(string, ...any) {}}
+		configure(&opts)
+		m, err := New(h.loop, opts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -51,4 +52,10 @@ func BenchmarkStart1000OneshotsCgroups(b *testing.B) {
 		h.close()
 		b.StartTimer()
 	}
+}
+
+// BenchmarkStart1000OneshotsCgroups is BenchmarkStart1000Oneshots with
+// every unit in its own cgroup: created, born into, watched and removed.
+func BenchmarkStart1000OneshotsCgroups(b *testing.B) {
+	benchStartOneshots(b, func(o *Options) { o.Cgroups = testCgroupTree(b) })
 }
