@@ -49,6 +49,9 @@ func FuzzLineSplitter(f *testing.F) {
 	f.Add([]byte("one\ntwo\r\nthree"), 3, 1, 5)
 	f.Add([]byte("ééééé\n\xff\xfe"), 2, 0, 3)
 	f.Add(bytes.Repeat([]byte("x"), 100), 7, 50, 99)
+	// A three-byte rune straddling the cut, its tail arriving in a later
+	// read: the cut must not depend on whether the tail is there yet.
+	f.Add([]byte("0000000\xe8\x80\x80"), 8, 9, 0)
 	f.Fuzz(func(t *testing.T, data []byte, max, cut1, cut2 int) {
 		if max < 4 || max > 1<<16 {
 			max = 4 + (max&0xff+0xff)%64

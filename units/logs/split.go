@@ -59,7 +59,9 @@ func trimCR(b []byte) []byte {
 
 // cutPoint is where to cut a line longer than max: at max, moved back to the
 // start of a UTF-8 sequence when one straddles the cut, so valid text stays
-// valid. Invalid text is cut at max.
+// valid. The decision reads only the lead bytes up to b[max], never the bytes
+// after it, so a line cut while its tail is still arriving is cut where the
+// whole line would be.
 func cutPoint(b []byte, max int) int {
 	for back := 0; back < utf8.UTFMax && max-back > 0; back++ {
 		i := max - back
@@ -67,13 +69,24 @@ func cutPoint(b []byte, max int) int {
 			if back == 0 {
 				return max
 			}
-			// A rune starting at i that needs more than the back bytes
-			// left before the cut would straddle it: cut before it.
-			if r, size := utf8.DecodeRune(b[i:]); r != utf8.RuneError && size > back {
+			if sequenceLength(b[i]) > back {
 				return i
 			}
 			return max
 		}
 	}
 	return max
+}
+
+// sequenceLength is the length a UTF-8 sequence starting with lead claims.
+func sequenceLength(lead byte) int {
+	switch {
+	case lead >= 0xF0:
+		return 4
+	case lead >= 0xE0:
+		return 3
+	case lead >= 0xC0:
+		return 2
+	}
+	return 1
 }
