@@ -79,12 +79,29 @@ func (a *unitsAdapter) Info() (ManagerInfo, error) {
 	return info, err
 }
 
+// ListUnits reads the units' names and states only: Manager.List would
+// also read every running service's cgroup counters, files that ListUnits
+// does not show, on the loop.
 func (a *unitsAdapter) ListUnits() ([]UnitStatus, error) {
 	var out []UnitStatus
 	err := a.onLoop(func() {
-		for _, s := range a.m.List(api.ListArgs{All: true}) {
-			out = append(out, UnitStatus{Name: s.Name, Description: s.Description, LoadState: s.Load,
-				ActiveState: s.Active, SubState: s.Sub, JobID: s.JobID, JobType: s.JobType})
+		jobs := map[string]api.JobInfo{}
+		for _, j := range a.m.Jobs() {
+			jobs[j.Unit] = j
+		}
+		all := a.m.Units()
+		out = make([]UnitStatus, 0, len(all))
+		for _, u := range all {
+			active, sub := u.Active()
+			st := UnitStatus{Name: u.Name, Description: u.Description, LoadState: u.LoadState,
+				ActiveState: string(active), SubState: sub}
+			if st.Description == "" {
+				st.Description = u.Name
+			}
+			if j, ok := jobs[u.Name]; ok {
+				st.JobID, st.JobType = j.ID, j.Type
+			}
+			out = append(out, st)
 		}
 	})
 	return out, err
@@ -162,6 +179,9 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 	switch u.Type {
 	case "path", "mount", "automount", "swap", "timer":
 		p.TypeProps = typeProps(shown)
+	case "scope":
+		p.TypeProps = typeProps(shown)
+		p.Service = serviceOf(st, shown) // the cgroup figures
 	}
 	p.Transient = a.m.IsTransient(u.Name)
 	p.InvocationID = a.m.InvocationID(u.Name)
@@ -281,6 +301,7 @@ func (a *unitsAdapter) UnitByPID(pid uint32) (string, error) {
 				return
 			}
 		}
+		name, _ = a.m.UnitOfProcess(int(pid))
 	})
 	if err == nil && name == "" {
 		err = Errorf(ErrNameNoUnitForPID, "PID %d does not belong to any loaded unit.", pid)
@@ -371,7 +392,7 @@ func (a *unitsAdapter) ClearJobs() error {
 }
 
 func (a *unitsAdapter) StartTransient(spec TransientSpec, mode string) (Job, error) {
-	t := units.TransientUnit{Name: spec.Name, CollectMode: spec.CollectMode}
+	t := units.TransientUnit{Name: spec.Name, CollectMode: spec.CollectMode, PIDs: spec.PIDs, Controller: spec.Controller}
 	for _, s := range spec.Settings {
 		t.Settings = append(t.Settings, units.TransientSetting{Section: s.Section, Key: s.Key, Value: s.Value})
 	}

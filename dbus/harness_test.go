@@ -18,6 +18,7 @@ import (
 	"vigil/observer"
 	"vigil/observer/process"
 	"vigil/units"
+	"vigil/units/cgroup"
 	vexec "vigil/units/exec"
 )
 
@@ -50,8 +51,16 @@ func serverMain(dir string) int {
 		logf("reaper: %v", err)
 		return 1
 	}
+	var err error
+	var tree *cgroup.Tree
+	if cg := os.Getenv(cgroupEnv); cg != "" {
+		if tree, err = cgroup.Open(cg); err != nil {
+			logf("cgroup: %v", err)
+			return 1
+		}
+	}
 	m, err := units.New(loop, units.Options{UnitPaths: []string{filepath.Join(dir, "units")},
-		RuntimeDir: filepath.Join(dir, "run"), StateDir: filepath.Join(dir, "state"), Logf: logf})
+		RuntimeDir: filepath.Join(dir, "run"), StateDir: filepath.Join(dir, "state"), Logf: logf, Cgroups: tree})
 	if err != nil {
 		logf("manager: %v", err)
 		return 1

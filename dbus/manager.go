@@ -73,6 +73,18 @@ type Manager interface {
 	SetEnvironment(unset, set []string) error
 	// UnitByControlGroup names the unit owning a cgroup.
 	UnitByControlGroup(cgroup string) (string, error)
+
+	// AbandonScope lets go of a running scope (scope.go).
+	AbandonScope(name string) error
+	// LinkUnitFiles links unit files outside the unit directories into
+	// the install one; PresetUnitFiles and PresetAllUnitFiles apply the
+	// preset policy (mode full, enable-only, disable-only); carries is
+	// whether any unit had [install] settings. RevertUnitFiles removes
+	// the administrator's drop-ins, masks and overrides.
+	LinkUnitFiles(paths []string, runtime, force bool) ([]InstallChange, error)
+	PresetUnitFiles(names []string, mode string) (carries bool, changes []InstallChange, err error)
+	PresetAllUnitFiles(mode string) ([]InstallChange, error)
+	RevertUnitFiles(names []string) ([]InstallChange, error)
 }
 
 // ManagerInfo is the Manager object's state.

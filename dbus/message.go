@@ -85,6 +85,11 @@ func signalMessage(path dbus.ObjectPath, iface, member string, body ...any) *dbu
 // encodeWire encodes msg and turns every a(sv) made of propEntry in its
 // signature into a{sv}.
 func encodeWire(msg *dbus.Message) ([]byte, error) {
+	if len(msg.Body) == 1 {
+		if body, ok := msg.Body[0].(wireBody); ok {
+			return encodeWireBody(msg, body)
+		}
+	}
 	frame, err := encodeMessage(msg)
 	if err != nil {
 		return nil, err

@@ -84,8 +84,9 @@ func (c *call) listUnits(states, patterns, names []string) ([]any, error) {
 				out = append(out, toUnitRow(UnitStatus{Name: n, LoadState: "not-found", ActiveState: "inactive", SubState: "dead"}))
 			}
 		}
-		return []any{out}, nil
+		return []any{unitRows(out)}, nil
 	}
+	out = make([]unitRow, 0, len(units))
 	for _, u := range units {
 		if len(states) > 0 && !contains(states, u.LoadState) && !contains(states, u.ActiveState) && !contains(states, u.SubState) {
 			continue
@@ -95,7 +96,7 @@ func (c *call) listUnits(states, patterns, names []string) ([]any, error) {
 		}
 		out = append(out, toUnitRow(u))
 	}
-	return []any{out}, nil
+	return []any{unitRows(out)}, nil
 }
 
 func contains(list []string, s string) bool {
@@ -496,7 +497,7 @@ func processMethods() []method {
 func buildTables() *tables {
 	stub := func(name string, props ...property) *iface { return newIface(name, nil, nil, props) }
 	t := &tables{
-		manager: newIface(ifaceManager, append(managerMethods(), moreManagerMethods()...), managerSignals(), managerProperties()),
+		manager: newIface(ifaceManager, append(append(managerMethods(), moreManagerMethods()...), scopeAndInstallMethods()...), managerSignals(), managerProperties()),
 		unit:    newIface(ifaceUnit, unitMethods(), nil, unitProperties()),
 		service: newIface(ifaceService, processMethods(), nil, serviceProperties()),
 		socket:  newIface(ifaceSocket, processMethods(), nil, socketProperties()),
@@ -509,7 +510,7 @@ func buildTables() *tables {
 		path:  stub("org.freedesktop.systemd1.Path", pathProperties()...),
 		slice: stub("org.freedesktop.systemd1.Slice", cgroupProperties(func(*object) string { return "" },
 			func(*object) *ServiceProps { return &ServiceProps{} })...),
-		scope:     stub("org.freedesktop.systemd1.Scope", constProp("Result", "success"), constProp("Controller", "")),
+		scope:     newIface("org.freedesktop.systemd1.Scope", scopeMethods(), nil, scopeProperties()),
 		device:    stub("org.freedesktop.systemd1.Device", constProp("SysFSPath", "")),
 		automount: stub("org.freedesktop.systemd1.Automount", automountProperties()...),
 		swap:      stub("org.freedesktop.systemd1.Swap", swapProperties()...),

@@ -400,6 +400,13 @@ func (s *Server) dispatch(p *peerConn, msg *dbus.Message) ([]any, error) {
 			return []any{strings.TrimSpace(string(id))}, nil
 		}
 	}
+	if path == selfUnitPath {
+		self, err := s.callerUnitPath(c)
+		if err != nil {
+			return nil, err
+		}
+		path = self
+	}
 	o, err := s.resolve(path)
 	if err != nil {
 		return nil, err

@@ -25,6 +25,10 @@ type TransientSpec struct {
 	CollectMode string
 	// AddRef: the caller holds a reference until it disconnects.
 	AddRef bool
+	// PIDs are the processes a scope adopts; Controller the bus name
+	// its client named (scopes only).
+	PIDs       []int
+	Controller string
 }
 
 // maxTransientProperties bounds what one StartTransientUnit may set.
@@ -241,10 +245,46 @@ func usecDuration(name string, v any) (string, error) {
 	return strconv.FormatUint(n, 10) + "us", nil
 }
 
-// transientSpec translates StartTransientUnit's properties into a unit.
-// Unknown properties are refused by name, as systemd does.
+// scopeProperty reports whether a scope takes the property (besides the
+// resource ones): a scope runs no command, so the exec settings of a
+// service are not among them.
+func scopeProperty(name string) bool {
+	switch name {
+	case "Description", "Documentation", "AddRef", "CollectMode", "PIDs", "PIDFDs", "Controller",
+		"KillMode", "KillSignal", "FinalKillSignal", "SendSIGHUP", "SendSIGKILL", "TimeoutStopUSec", "RuntimeMaxUSec",
+		"DefaultDependencies", "Wants", "Requires", "Requisite", "BindsTo", "PartOf", "Upholds", "Conflicts",
+		"After", "Before", "OnFailure", "OnSuccess":
+		return true
+	}
+	return false
+}
+
+// kebabKey turns systemd's "BindsTo" into Vigil's "binds-to".
+func kebabKey(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('-')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// transientSpec translates StartTransientUnit's properties into a unit
+// (a service, or a scope for systemd-run --scope). Unknown properties are
+// refused by name, as systemd does.
 func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 	spec := TransientSpec{Name: name}
+	isScope := unitType(name) == "scope"
+	// Kill and stop settings live in the type's own section.
+	killSection := "service"
+	if isScope {
+		killSection = "scope"
+	}
 	set := func(section, key string, v any) {
 		for i := range spec.Settings {
 			if spec.Settings[i].Section == section && spec.Settings[i].Key == key {
@@ -296,6 +336,11 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 		// As in systemd, a property given again overrides the earlier
 		// value: systemd-run sends its own Description before the -p ones.
 		seen[p.Name] = true
+		if isScope && !scopeProperty(p.Name) {
+			if _, _, isResource, _ := resourceAssignment(p.Name, p.Value); !isResource {
+				return spec, Errorf(ErrNameInvalidArgs, "Cannot set property %s, or unknown property.", p.Name)
+			}
+		}
 		var err error
 		switch p.Name {
 		case "Description":
@@ -359,18 +404,50 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 		case "PIDFile":
 			err = str(p, "service", "pid-file")
 		case "KillMode":
-			err = str(p, "service", "kill-mode")
+			err = str(p, killSection, "kill-mode")
 		case "SendSIGHUP":
-			err = boolean(p, "service", "send-sighup")
+			err = boolean(p, killSection, "send-sighup")
 		case "SendSIGKILL":
-			err = boolean(p, "service", "send-sigkill")
-		case "KillSignal":
+			err = boolean(p, killSection, "send-sigkill")
+		case "KillSignal", "FinalKillSignal":
 			n, ok := p.Value.(int32)
 			if !ok {
 				err = badProp(p.Name, "i", p.Value)
 				break
 			}
-			set("service", "kill-signal", int64(n))
+			key := "kill-signal"
+			if p.Name == "FinalKillSignal" {
+				key = "final-kill-signal"
+			}
+			set(killSection, key, int64(n))
+		case "PIDs":
+			l, ok := p.Value.([]uint32)
+			if !ok {
+				err = badProp(p.Name, "au", p.Value)
+				break
+			}
+			for _, pid := range l {
+				if pid == 0 || pid > math.MaxInt32 {
+					err = Errorf(ErrNameInvalidArgs, "PIDs: %d is not a valid process ID (name the process; 0 for the caller is not supported).", pid)
+					break
+				}
+				spec.PIDs = append(spec.PIDs, int(pid))
+			}
+		case "PIDFDs":
+			// File descriptors are not passed on Vigil's connections:
+			// UnknownProperty makes newer clients fall back on PIDs.
+			err = Errorf(ErrNameUnknownProperty, "PIDFDs are not supported by Vigil; send PIDs.")
+		case "Controller":
+			c, ok := p.Value.(string)
+			if !ok {
+				err = badProp(p.Name, "s", p.Value)
+				break
+			}
+			spec.Controller = c
+		case "DefaultDependencies":
+			err = boolean(p, "unit", "default-dependencies")
+		case "Wants", "Requires", "Requisite", "BindsTo", "PartOf", "Upholds", "Conflicts", "After", "Before", "OnFailure", "OnSuccess":
+			err = strs(p, "unit", kebabKey(p.Name))
 		case "Nice":
 			n, ok := p.Value.(int32)
 			if !ok {
@@ -383,7 +460,7 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 			if d, err = usecDuration(p.Name, p.Value); err == nil {
 				key := map[string]string{"TimeoutStartUSec": "timeout-start", "TimeoutStopUSec": "timeout-stop",
 					"RuntimeMaxUSec": "runtime-max", "RestartUSec": "restart-sec", "TimeoutUSec": "timeout-sec"}[p.Name]
-				set("service", key, d)
+				set(killSection, key, d)
 			}
 		case "AddRef":
 			b, ok := p.Value.(bool)
@@ -415,8 +492,13 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 	if len(env) > 0 {
 		set("service", "environment", env)
 	}
-	if !seen["ExecStart"] && !seen["ExecStartEx"] {
+	switch {
+	case isScope && len(spec.PIDs) == 0:
+		return spec, Errorf(ErrNameInvalidArgs, "Scope %s has no PIDs: a scope holds processes that already run.", name)
+	case !isScope && !seen["ExecStart"] && !seen["ExecStartEx"]:
 		return spec, Errorf(ErrNameInvalidArgs, "Service %s has no ExecStart= setting, which is only allowed for RemainAfterExit=yes services.", name)
+	case !isScope && (seen["PIDs"] || seen["Controller"]):
+		return spec, Errorf(ErrNameInvalidArgs, "Cannot set property PIDs or Controller of a service: only scopes adopt processes.")
 	}
 	if !seen["Description"] {
 		set("unit", "description", name)
@@ -449,12 +531,10 @@ func validateTransientName(name string) error {
 		return Errorf(ErrNameInvalidArgs, "Unit name %s is not valid.", name)
 	}
 	switch unitType(name) {
-	case "service":
+	case "service", "scope":
 		return nil
-	case "scope":
-		return Errorf(ErrNameNotSupported, "Transient scopes are not supported by Vigil; run the command as a service (without --scope).")
 	}
-	return Errorf(ErrNameNotSupported, "Transient %s units are not supported by Vigil, only services.", unitType(name))
+	return Errorf(ErrNameNotSupported, "Transient %s units are not supported by Vigil, only services and scopes.", unitType(name))
 }
 
 func (s TransientSpec) String() string {

@@ -68,7 +68,8 @@ func TestTransientAndSignalsWithGodbus(t *testing.T) {
 		{"x.service", []propT{{"ExecStart", dbus.MakeVariant("not an array")}}, ErrNameInvalidArgs},
 		{"x.service", []propT{{"Description", dbus.MakeVariant("no ExecStart")}}, ErrNameInvalidArgs},
 		{"x.service", []propT{{"ExecStart", dbus.MakeVariant([]execArgT{{"sh", false, []string{"sh"}}})}}, ErrNameInvalidArgs},
-		{"x.scope", props, ErrNameNotSupported},
+		{"x.scope", props, ErrNameInvalidArgs}, // a scope runs no ExecStart
+		{"x.timer", props, ErrNameNotSupported},
 		{"bad name", props, ErrNameInvalidArgs},
 		{"sleeper.service", props, ErrNameUnitExists},
 	} {

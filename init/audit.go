@@ -39,6 +39,16 @@ func auditInline(a *audit.Auditor) func(*observer.Event) observer.Verdict {
 	return a.Inline
 }
 
+// auditInlineLater is the fanotify source's Options.InlineLater: the same
+// decision as auditInline, with digests computed off the fanotify reader
+// (it takes Inline's place when set).
+func auditInlineLater(a *audit.Auditor) func(*observer.Event, func(observer.Verdict)) (observer.Verdict, bool) {
+	if a == nil {
+		return nil
+	}
+	return a.InlineLater
+}
+
 // startAudit places the auditor's marks and registers its observers; on
 // the loop goroutine. files is nil when fanotify is unavailable (filesErr
 // says why): the policy is then shown but not enforced.

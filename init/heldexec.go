@@ -20,19 +20,34 @@ const fileHoldBackstop = 5 * time.Minute
 // children has an exec the fanotify source could hold (see units/exec's
 // package doc: a held exec in a vfork child can deadlock the Go runtime).
 // While the group has no marks, programs start directly, with mark changes
-// held off until the fork is done; otherwise through the trampoline, whose
-// exec of Vigil's own binary the source ignores in the kernel.
+// held off until the fork is done; otherwise through the exec stub (a tiny
+// static program in a sealed memfd that the source counts as our own
+// image: never held, its children answered inline), or through the
+// trampoline where the stub cannot do it (settings only the trampoline
+// applies, a root directory, no stub for this architecture).
 type heldExecSpawner struct {
 	files *fanotify.Source
+	stub  *exec.Stub // nil: the trampoline only
 }
 
 // spawnerFor is the units.Options.Spawner for a manager with fanotify
-// source files (nil: the default, since nothing can be held).
-func spawnerFor(files *fanotify.Source) units.Spawner {
+// source files (nil: the default, since nothing can be held). It makes the
+// exec stub and registers it with files before any mark can exist.
+func spawnerFor(files *fanotify.Source, logf func(format string, args ...any)) units.Spawner {
 	if files == nil {
 		return nil
 	}
-	return heldExecSpawner{files: files}
+	stub, err := exec.NewStub()
+	if err == nil {
+		if err = files.AddOwnImage(stub.File()); err != nil {
+			stub.Close()
+			stub = nil
+		}
+	}
+	if err != nil {
+		logf("exec stub: %v (while fanotify marks exist, unit processes start through the slower trampoline)", err)
+	}
+	return heldExecSpawner{files: files, stub: stub}
 }
 
 func (s heldExecSpawner) Spawn(spec *exec.Spec) (*exec.Started, error) {
@@ -41,7 +56,8 @@ func (s heldExecSpawner) Spawn(spec *exec.Spec) (*exec.Started, error) {
 	if s.files.IfUnmarked(func() { st, err = exec.Start(spec) }) {
 		return st, err
 	}
-	trampolined := *spec
-	trampolined.Trampoline = true
-	return exec.Start(&trampolined)
+	around := *spec
+	around.Trampoline = true
+	around.Stub = s.stub
+	return exec.Start(&around)
 }

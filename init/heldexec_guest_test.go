@@ -35,12 +35,14 @@ echo "copy-records=$(grep -c '"path":"/tmp/vigil-copy"' /tmp/audit.json)"
 echo "busybox-records=$(grep -c '"path":"/bin/busybox"' /tmp/audit.json)"
 echo "inline-records=$(grep -c '"via":"inline"' /tmp/audit.json)"
 echo "pid1=$(cat /proc/1/comm)"
+echo "stub-fds=$(ls -l /proc/1/fd | grep -c 'memfd:vigil-exec-stub')"
 `
 
 // TestHeldExecInGuest: on the guest's kernel, with every exec of the root
 // file system held (a mount mark), PID 1 starts 30 services (through the
-// trampoline, whose exec of /init makes no event while the program's exec
-// is answered inline), and an exec of Vigil's own binary by someone else
+// exec stub, whose memfd's exec makes no event while its exec of the
+// program is answered inline; PID 1 holds the memfd twice, once for the
+// stub and once for the fanotify source's mark), and an exec of Vigil's own binary by someone else
 // is not even reported (the ignore mark), while every other exec is, a
 // copy of that binary included.
 func TestHeldExecInGuest(t *testing.T) {
@@ -58,7 +60,7 @@ func TestHeldExecInGuest(t *testing.T) {
 	if res.ExitStatus != 0 {
 		t.Fatalf("script failed (%d):\n%s", res.ExitStatus, out)
 	}
-	for _, want := range []string{"true rc=0", "started-all", fmt.Sprintf("active=%d", heldExecSpins), "own-records=0", "pid1=init"} {
+	for _, want := range []string{"true rc=0", "started-all", fmt.Sprintf("active=%d", heldExecSpins), "own-records=0", "pid1=init", "stub-fds=2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

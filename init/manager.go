@@ -170,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		tree = t
 	}
 	vm.audit = newAuditor(vm.loop, cfg, logf)
-	files, filesErr := fanotify.New(fanotify.Options{Loop: vm.loop, Logf: logf, Inline: auditInline(vm.audit), Deadline: fileHoldBackstop})
+	files, filesErr := fanotify.New(fanotify.Options{Loop: vm.loop, Logf: logf, Inline: auditInline(vm.audit), InlineLater: auditInlineLater(vm.audit), Deadline: fileHoldBackstop})
 	var fileAccess units.FileAccess
 	var guestFiles guests.FileAccess
 	if filesErr != nil {
@@ -194,7 +194,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		Devices:           deviceOptions(cfg.Devices),
 		Generators:        generators(cfg),
 		FileAccess:        fileAccess,
-		Spawner:           spawnerFor(vm.files),
+		Spawner:           spawnerFor(vm.files, logf),
 	})
 	if err != nil {
 		cancel()

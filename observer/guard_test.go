@@ -1,8 +1,12 @@
 package observer
 
 import (
+	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestGuardKeepsAPanickingGoroutineFromEndingTheProcess(t *testing.T) {
@@ -20,5 +24,99 @@ func TestGuardKeepsAPanickingGoroutineFromEndingTheProcess(t *testing.T) {
 	Guard("quiet", nil, func() { ran = true })
 	if !ran {
 		t.Error("Guard did not run fn")
+	}
+}
+
+func TestKeepRestartsAPanickingSourceUntilItWorks(t *testing.T) {
+	seen := make(chan *Event, 1)
+	rl := newLoop(t, Options{}, func(l *Loop) {
+		if _, err := l.Register(Observer{Guest: "t", Name: "alive", Filter: mustFilter(t, "source=flaky"), Notify: func(ev *Event) { seen <- ev }}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	src := rl.NewSource("flaky", 0)
+	const panics = 3
+	var runs atomic.Int32
+	stop := make(chan struct{})
+	k := src.Keep("flaky reader", KeepOptions{Logf: rl.log.logf, MinDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond}, func() error {
+		if n := runs.Add(1); n <= panics {
+			panic(fmt.Sprintf("run %d", n))
+		}
+		src.Post(Event{Kind: "alive"})
+		<-stop
+		return nil
+	})
+	select {
+	case ev := <-seen:
+		if ev.Kind != "alive" {
+			t.Fatalf("got %s", ev)
+		}
+	case <-time.After(wait):
+		t.Fatalf("the source never worked after its panics (runs %d, stats %+v)", runs.Load(), k.Stats())
+	}
+	st := k.Stats()
+	if st.Restarts != panics || st.State != KeeperRunning || !strings.Contains(st.LastError, "run 3") {
+		t.Errorf("stats %+v: want %d restarts, running, last error of run 3", st, panics)
+	}
+	info := sourceInfo(t, rl.Loop, "flaky")
+	if info.Restarts != panics || info.Failed || !strings.Contains(info.LastError, "flaky reader: panic: run 3") {
+		t.Errorf("source info %+v", info)
+	}
+	if !rl.log.contains("flaky reader failed: panic: run 1; restarting in 1ms") || !rl.log.contains("restarting in 4ms") {
+		t.Errorf("restarts were not logged with their backoff: %q", rl.log.lines)
+	}
+	close(stop)
+	select {
+	case <-k.Done():
+	case <-time.After(wait):
+		t.Fatal("a run that returned nil was not the end")
+	}
+	if st := k.Stats(); st.State != KeeperStopped || st.Restarts != panics {
+		t.Errorf("after a clean return: %+v", st)
+	}
+}
+
+func TestKeepGivesUpLoudlyOnASourceThatCannotRestart(t *testing.T) {
+	rl := newLoop(t, Options{}, nil)
+	src := rl.NewSource("broken", 0)
+	var runs atomic.Int32
+	k := src.Keep("broken reader", KeepOptions{Logf: rl.log.logf, MinDelay: time.Millisecond}, func() error {
+		if runs.Add(1) == 1 {
+			return errors.New("read: EIO")
+		}
+		return fmt.Errorf("reopen /dev/thing: %w", ErrCannotRestart)
+	})
+	select {
+	case <-k.Done():
+	case <-time.After(wait):
+		t.Fatal("Keep did not give up")
+	}
+	if runs.Load() != 2 {
+		t.Errorf("ran %d times, want 2 (one restart after the plain error, none after the permanent one)", runs.Load())
+	}
+	info := sourceInfo(t, rl.Loop, "broken")
+	if !info.Failed || info.Restarts != 1 || !strings.Contains(info.LastError, "cannot be restarted") {
+		t.Errorf("source info %+v: want failed, 1 restart, the permanent error", info)
+	}
+	if !rl.log.contains("broken reader failed and cannot be restarted: reopen /dev/thing") {
+		t.Errorf("giving up was not logged: %q", rl.log.lines)
+	}
+}
+
+func TestKeepStopEndsTheBackoff(t *testing.T) {
+	failed := make(chan struct{}, 1)
+	k := Keep("stubborn", KeepOptions{Logf: func(string, ...any) {}, MinDelay: time.Hour}, func() error {
+		failed <- struct{}{}
+		return errors.New("nope")
+	})
+	<-failed
+	k.Stop()
+	select {
+	case <-k.Done():
+	case <-time.After(wait):
+		t.Fatal("Stop did not cut the hour-long backoff short")
+	}
+	if st := k.Stats(); st.State != KeeperStopped || st.Restarts != 0 {
+		t.Errorf("after Stop: %+v", st)
 	}
 }

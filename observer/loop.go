@@ -75,6 +75,12 @@ type SourceInfo struct {
 	Posted  uint64 `json:"posted"`
 	Dropped uint64 `json:"dropped"`
 	Queued  int    `json:"queued"`
+	// Restarts counts how often the source's goroutines were run again
+	// after a panic or an error (Source.Keep); LastError is the latest
+	// such failure; Failed says one of them gave up for good.
+	Restarts  uint64 `json:"restarts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	Failed    bool   `json:"failed,omitempty"`
 }
 
 type registered struct {
@@ -380,6 +386,28 @@ func (l *Loop) Sources() []SourceInfo {
 		out = append(out, s.info())
 	}
 	return out
+}
+
+// RemoveSource takes a source out of the loop, for producers that come
+// and go (a watcher per start of a unit), so they do not pile up in the
+// loop's turns and in Sources. Events still queued are dropped and
+// counted; held ones are released with their Default. A Post after
+// removal is dropped the same way. Safe from any goroutine; removing a
+// source twice does nothing.
+func (l *Loop) RemoveSource(s *Source) {
+	if s == nil || s.loop != l {
+		return
+	}
+	l.mu.Lock()
+	for i, x := range l.sources {
+		if x == s {
+			// A fresh slice: a turn in progress walks the old one.
+			l.sources = append(l.sources[:i:i], l.sources[i+1:]...)
+			break
+		}
+	}
+	l.mu.Unlock()
+	s.remove()
 }
 
 // Emit queues an event as if a source had posted it; guests use it to

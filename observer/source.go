@@ -1,6 +1,9 @@
 package observer
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Source is one producer's hand-over queue into the loop. Post never blocks:
 // a bounded source drops and counts what does not fit; an unbounded one
@@ -19,6 +22,10 @@ type Source struct {
 	head    int
 	posted  uint64
 	dropped uint64
+	// keepers are the goroutines that feed this source, run by Keep.
+	keepers []*Keeper
+	// removed is set by Loop.RemoveSource: Post drops from then on.
+	removed bool
 }
 
 // NewSource adds a producer. limit bounds its queue; 0 means unbounded.
@@ -42,7 +49,7 @@ func (s *Source) Post(ev Event) bool {
 		ev.Source = s.name
 	}
 	s.mu.Lock()
-	if s.limit > 0 && len(s.queue)-s.head >= s.limit {
+	if s.removed || s.limit > 0 && len(s.queue)-s.head >= s.limit {
 		s.dropped++
 		s.mu.Unlock()
 		if h := ev.Hold; h != nil && h.Release != nil {
@@ -87,8 +94,55 @@ func (s *Source) take(max int) []Event {
 	return out
 }
 
+// remove marks the source removed and drops what waits in its queue,
+// counted as dropped; held events among them are released with their
+// Default on the loop, since no observer will see them.
+func (s *Source) remove() {
+	s.mu.Lock()
+	s.removed = true
+	waiting := s.queue[s.head:]
+	s.dropped += uint64(len(waiting))
+	var releases []func()
+	for _, ev := range waiting {
+		if h := ev.Hold; h != nil && h.Release != nil {
+			release, verdict := h.Release, h.Default
+			releases = append(releases, func() { release(verdict) })
+		}
+	}
+	s.queue, s.head = nil, 0
+	s.mu.Unlock()
+	for _, fn := range releases {
+		s.loop.Do(fn)
+	}
+}
+
+// Keep runs fn as one of the goroutines that feed this source, restarted
+// as observer.Keep says; its restarts and last error show in the source's
+// SourceInfo (`initctl observers`).
+func (s *Source) Keep(what string, opts KeepOptions, fn func() error) *Keeper {
+	k := Keep(what, opts, fn)
+	s.mu.Lock()
+	s.keepers = append(s.keepers, k)
+	s.mu.Unlock()
+	return k
+}
+
 func (s *Source) info() SourceInfo {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return SourceInfo{Name: s.name, Posted: s.posted, Dropped: s.dropped, Queued: len(s.queue) - s.head}
+	info := SourceInfo{Name: s.name, Posted: s.posted, Dropped: s.dropped, Queued: len(s.queue) - s.head}
+	keepers := s.keepers
+	s.mu.Unlock()
+	var last time.Time
+	for _, k := range keepers {
+		st := k.Stats()
+		info.Restarts += st.Restarts
+		if st.State == KeeperFailed {
+			info.Failed = true
+		}
+		if st.LastError != "" && !st.LastFailure.Before(last) {
+			last = st.LastFailure
+			info.LastError = st.What + ": " + st.LastError
+		}
+	}
+	return info
 }

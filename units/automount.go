@@ -196,13 +196,25 @@ func (a *automount) onRequest(ev *observer.Event) {
 	case autofs.KindMissing:
 		a.missing = append(a.missing, ev.Hold.ID)
 		a.u.Logf("Got automount request for %s, triggered by %s (pid %s).", a.cfg.Where, processName(ev.Attr("pid")), ev.Attr("pid"))
+		mb := a.mountBehaviour(target)
+		if mb != nil {
+			mb.automountStart = true
+		}
 		j, err := a.m.Enqueue(target, api.JobStart, api.ModeReplace)
 		if err != nil {
+			if mb != nil {
+				mb.automountStart = false
+			}
 			a.u.Logf("Failed to start %s: %v", target, err)
 			a.answerAll(&a.missing, observer.Deny)
 			return
 		}
-		j.OnDone(func(*Job) { a.settle() })
+		j.OnDone(func(*Job) {
+			if mb != nil {
+				mb.automountStart = false
+			}
+			a.settle()
+		})
 	case autofs.KindExpire:
 		a.expiring = append(a.expiring, ev.Hold.ID)
 		mu := a.m.units[target]
@@ -221,6 +233,29 @@ func (a *automount) onRequest(ev *observer.Event) {
 	default:
 		a.answer(ev.Hold.ID, observer.Deny)
 	}
+}
+
+// mountBehaviour gives the behaviour of the mount unit name, or nil.
+func (a *automount) mountBehaviour(name string) *mount {
+	if mu := a.m.units[name]; mu != nil {
+		if mb, ok := mu.behaviour.(*mount); ok {
+			return mb
+		}
+	}
+	return nil
+}
+
+// exemptFromStartLimit reports whether the start of u is a (re)mount that
+// an access through its automount asked for. Those do not count against
+// the mount unit's start limit: with a short timeout-idle, a mount that
+// is used now and then expires and comes back far more often than a
+// start limit made for crash loops allows, and every access would then
+// fail with start-limit-hit. An accessor that finds the mount failing
+// gets the error at once; nothing restarts on its own, so there is no
+// loop to limit.
+func exemptFromStartLimit(u *Unit) bool {
+	mb, ok := u.behaviour.(*mount)
+	return ok && mb.automountStart
 }
 
 // settle answers what waits, by the mount unit's state: accessors go on

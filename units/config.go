@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,7 +52,12 @@ func (m *Manager) scan() ReloadSummary {
 	var sum ReloadSummary
 	m.forgetFileStates()
 	genProblems := m.runGenerators()
-	cfgs, problems := unitfile.Scan(m.searchPaths(), m.opts.Specifiers)
+	if m.unitFiles == nil {
+		m.unitFiles = unitfile.NewFileCache()
+	}
+	cfgs, problems := unitfile.ScanCached(m.searchPaths(), m.opts.Specifiers, m.unitFiles)
+	m.scanStamps = m.unitFiles
+	defer func() { m.scanStamps = nil }()
 	m.problems = append(m.problems[:0], genProblems...)
 	for _, p := range problems {
 		m.problems = append(m.problems, p.Error())
@@ -103,15 +109,34 @@ type ReloadSummary struct{ Added, Removed, Changed []string }
 // time, as systemd's NeedDaemonReload does: the loader has read the files
 // already, and reading them again on every scan would double the I/O of
 // boot and reload.
-func hashConfig(cfg *config) string {
+func hashConfig(cfg *config) string { return stampConfig(cfg, nil) }
+
+// stampConfig is hashConfig with the files' stamps taken from the scan
+// that just read them, where it has them, instead of one more stat each.
+func stampConfig(cfg *config, scanned *unitfile.FileCache) string {
 	var b strings.Builder
-	for _, f := range append([]string{cfg.Fragment}, cfg.DropIns...) {
+	write := func(f string, size int64, mtime time.Time) {
+		b.WriteString(f)
+		b.WriteByte(':')
+		b.WriteString(strconv.FormatInt(size, 10))
+		b.WriteByte(':')
+		b.WriteString(strconv.FormatInt(mtime.UnixNano(), 10))
+		b.WriteByte(';')
+	}
+	for i := -1; i < len(cfg.DropIns); i++ {
+		f := cfg.Fragment
+		if i >= 0 {
+			f = cfg.DropIns[i]
+		}
 		if f == "" {
 			continue
 		}
-		b.WriteString(f)
-		if fi, err := os.Stat(f); err == nil {
-			fmt.Fprintf(&b, ":%d:%d;", fi.Size(), fi.ModTime().UnixNano())
+		if st, ok := scanned.Stamp(f); ok {
+			write(f, st.Size, st.ModTime)
+		} else if fi, err := os.Stat(f); err == nil {
+			write(f, fi.Size(), fi.ModTime())
+		} else {
+			b.WriteString(f)
 		}
 	}
 	return b.String()
@@ -158,7 +183,7 @@ func (m *Manager) applyConfig(u *Unit, cfg *config) {
 	u.DropIns = cfg.DropIns
 	u.LoadState = string(cfg.LoadState)
 	u.LoadError = ""
-	u.loadedHash = hashConfig(cfg)
+	u.loadedHash = stampConfig(cfg, m.scanStamps)
 	if cfg.LoadState == unitfile.LoadStateBadSetting || unitfile.HasErrors(cfg.Problems) {
 		u.LoadState = LoadBadSetting
 		var msgs []string
@@ -229,6 +254,10 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 		if u.cfg.Path != nil {
 			return newPathUnit(u)
 		}
+	case unitfile.TypeScope:
+		if u.cfg.Scope != nil {
+			return newScope(u)
+		}
 	}
 	return &unsupported{target: target{u: u}}
 }
@@ -236,9 +265,10 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 // reconfigure takes a new configuration for a known unit after a reload,
 // reporting whether it changed.
 func (m *Manager) reconfigure(u *Unit, cfg *config) bool {
-	h := hashConfig(cfg)
-	changed := h != u.loadedHash || u.LoadState != string(cfg.LoadState)
+	// The stamp is computed once, by applyConfig, from the scan's stats.
+	before, loadState := u.loadedHash, u.LoadState
 	m.applyConfig(u, cfg)
+	changed := u.loadedHash != before || loadState != string(cfg.LoadState)
 	for _, a := range u.Aliases {
 		if _, taken := m.units[a]; !taken {
 			m.units[a] = u
@@ -357,7 +387,7 @@ func (m *Manager) rebuildGraph() {
 			case unitfile.TypePath:
 				add(u, Before, "paths.target")
 			}
-		case unitfile.TypeTarget:
+		case unitfile.TypeTarget, unitfile.TypeScope:
 			add(u, Conflicts, "shutdown.target")
 			add(u, Before, "shutdown.target")
 		}

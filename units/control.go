@@ -191,7 +191,8 @@ func (m *Manager) HandleRequest(method string, req Request) {
 				Decides: o.Decides, Overruled: o.Overrul})
 		}
 		for _, s := range m.loop.Sources() {
-			res.Sources = append(res.Sources, api.SourceRow{Name: s.Name, Posted: s.Posted, Dropped: s.Dropped})
+			res.Sources = append(res.Sources, api.SourceRow{Name: s.Name, Posted: s.Posted, Dropped: s.Dropped,
+				Restarts: s.Restarts, LastError: s.LastError, Failed: s.Failed})
 		}
 		req.Reply(res)
 	default:

@@ -352,6 +352,13 @@ func (m *Manager) processUevent(raw *uevent.Uevent) {
 				}
 			}
 			links = append(links, devnode.PathLinks(node, u.DevPath, u.Env)...)
+			if o.ProbeFilesystems || o.ManageNodes {
+				part, err := devnode.ProbePartition(o.SysRoot, o.DevRoot, node, u.DevPath, u.Env)
+				if err != nil {
+					m.logf("device %s: %v", node, err)
+				}
+				links = append(links, part...)
+			}
 			if o.ManageNodes {
 				if err := devnode.Apply(o.DevRoot, links); err != nil {
 					d.errors.Add(1)

@@ -246,7 +246,7 @@ func (m *Manager) runStart(j *Job) {
 		m.finishJob(j, api.ResultAssert, "assertion failed: "+failed[0])
 		return
 	}
-	if !u.startLimit.allow(time.Now()) {
+	if !exemptFromStartLimit(u) && !u.startLimit.allow(time.Now()) {
 		u.Logf("Start request repeated too quickly.")
 		m.failUnitStartLimit(u)
 		m.finishJob(j, api.ResultFailed, fmt.Sprintf("start request repeated too quickly for %s (start-limit-hit)", u.Name))

@@ -87,6 +87,12 @@ type Manager struct {
 	units map[string]*Unit // by name and by alias
 	jobs  map[uint64]*Job
 
+	// unitFiles keeps the parsed unit files between scans (config.go).
+	unitFiles *unitfile.FileCache
+	// scanStamps is unitFiles while a scan applies its configurations:
+	// the stamps it holds are those of the files just read.
+	scanStamps *unitfile.FileCache
+
 	nextJob     uint64
 	dispatching bool
 	redispatch  bool
@@ -206,6 +212,7 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 		m.consoleLine(consoleWarn, "No sd_notify socket: %v", err)
 		m.logf("running without a notify socket: %v", err)
 	}
+	m.takeOverTransients()
 	m.scan()
 	// A broken unit never stops the boot, but it is said where the
 	// administrator looks.

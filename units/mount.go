@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	"vigil/observer/uevent"
 	"vigil/observer/uevent/blkid"
 	"vigil/units/api"
+	"vigil/units/fstab"
+	"vigil/units/loopdev"
 	"vigil/units/unitfile"
 )
 
@@ -60,6 +63,8 @@ func (kernelMounts) Unmount(target string, flags int) error { return unix.Unmoun
 type mountTable struct {
 	byID map[int]mountinfo.Mount
 	sys  mountSyscalls
+	// helperDirs are searched for mount.TYPE helpers (tests replace them).
+	helperDirs []string
 	// stopWatch ends the device watcher that starts wanted mounts on
 	// hot-plug.
 	stopWatch func()
@@ -69,7 +74,7 @@ type mountTable struct {
 }
 
 func newMountTable() *mountTable {
-	return &mountTable{byID: map[int]mountinfo.Mount{}, sys: kernelMounts{}}
+	return &mountTable{byID: map[int]mountinfo.Mount{}, sys: kernelMounts{}, helperDirs: mountHelperDirs()}
 }
 
 // at gives the top-most mount at where (the last one mounted there).
@@ -271,7 +276,23 @@ func (m *Manager) addMountDeps(u *Unit, cfg *config, add func(*Unit, DepKind, st
 	switch {
 	case cfg.Mount != nil && cfg.Type == unitfile.TypeMount:
 		s := cfg.Mount
-		what, options, defaults = s.What, s.Options, cfg.Unit.DefaultDependencies
+		what, options, defaults = resolveWhat(s.What), s.Options, cfg.Unit.DefaultDependencies
+		// An image file (loop) or a bind source lives on a file system
+		// of its own: the unit of the mount holding it comes first, as
+		// systemd's requires-mounts-for of what.
+		if p := path.Clean(what); path.IsAbs(what) && !strings.HasPrefix(p, "/dev/") && !isNetworkMount(s.FSType, s.Options) {
+			for ; p != "/"; p = path.Dir(p) {
+				name, err := unitfile.MountUnitName(p)
+				if err != nil {
+					continue
+				}
+				if pu := m.units[name]; pu != nil && pu != u && pu.LoadState == LoadLoaded && pu.Type == string(unitfile.TypeMount) {
+					add(u, Requires, name)
+					add(u, After, name)
+					break
+				}
+			}
+		}
 		// Every mount point above this one that has a unit must be
 		// mounted first.
 		for p := path.Dir(s.Where); s.Where != "/"; p = path.Dir(p) {
@@ -471,6 +492,12 @@ type mount struct {
 	// result and reason say why the unit last failed.
 	result string
 	reason string
+	// helper is the mount helper of the current start, while it runs.
+	helper *mountHelper
+	// automountStart is set while a start job asked for by the unit's
+	// automount runs: it does not count against the start limit
+	// (exemptFromStartLimit).
+	automountStart bool
 }
 
 func newMount(u *Unit) *mount {
@@ -535,6 +562,7 @@ func (mb *mount) cancelOp() {
 
 func (mb *mount) fail(result, reason string) {
 	u := mb.u
+	mb.killHelper()
 	mb.cancelOp()
 	mb.result, mb.reason = result, reason
 	u.Logf("%s", reason)
@@ -562,9 +590,19 @@ func (mb *mount) Start() error {
 	u.SetState(StateActivating, "mounting")
 	mb.armTimeout(s.Timeout, "mounting")
 	sys := u.m.mounts.sys
+	req.helperDirs = u.m.mounts.helperDirs
 	go func() {
-		err := req.run(sys, s)
-		u.m.loop.Do(func() { mb.mountDone(op, err) })
+		helper, err := req.run(sys, s)
+		u.m.loop.Do(func() {
+			if helper != nil && err == nil {
+				if op == mb.op {
+					mb.startHelper(op, helper)
+					return
+				}
+				helper.release(u.m)
+			}
+			mb.mountDone(op, err)
+		})
 	}()
 	return nil
 }
@@ -615,7 +653,8 @@ func (mb *mount) Stop() error {
 	s := mb.section()
 	if u.active == StateActivating {
 		// The mount call cannot be called back: abandon it. If it still
-		// succeeds, the mount table will show it.
+		// succeeds, the mount table will show it. A helper is killed.
+		mb.killHelper()
 		mb.cancelOp()
 	}
 	// The unit's own state decides, not the table: the table's event for
@@ -741,6 +780,24 @@ type mountRequest struct {
 	// kernel ignores on the first call.
 	remountBind bool
 	sloppy      bool
+	// loop mounts what (a regular file) through a loop device; a file
+	// named in what is looped without the option too, as mount(8) does.
+	loop                      bool
+	loopOffset, loopSizeLimit uint64
+	// helperOptions is the -o of a mount helper (mount.TYPE).
+	helperOptions string
+	// helperDirs are searched for mount.TYPE (mountHelperDirs).
+	helperDirs []string
+}
+
+// resolveWhat turns a UUID=, LABEL=, PARTUUID= or PARTLABEL= source into
+// its /dev/disk/by-* link, as fstab's entries are; other sources are
+// returned as they are.
+func resolveWhat(what string) string {
+	if r, err := fstab.ResolveSpec(what, "/dev/disk"); err == nil {
+		return r
+	}
+	return what
 }
 
 func planMount(s *unitfile.MountSection) (*mountRequest, error) {
@@ -748,59 +805,163 @@ func planMount(s *unitfile.MountSection) (*mountRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := &mountRequest{what: s.What, fstype: s.FSType, flags: opts.Flags, data: strings.Join(opts.Data, ","),
+	req := &mountRequest{what: resolveWhat(s.What), fstype: s.FSType, flags: opts.Flags, data: strings.Join(opts.Data, ","),
 		propagation: opts.Propagation, sloppy: s.SloppyOptions}
 	if s.ReadWriteOnly && opts.Flags&unix.MS_RDONLY != 0 {
 		return nil, fmt.Errorf("options ask for read-only but read-write-only is set")
 	}
-	if opts.Loop {
-		return nil, fmt.Errorf("option loop is not supported: set up the loop device and mount it (what = \"/dev/loopN\")")
-	}
 	if req.flags&unix.MS_BIND != 0 {
+		if opts.Loop {
+			return nil, fmt.Errorf("options bind and loop exclude each other")
+		}
 		req.fstype = ""
 		req.remountBind = req.flags&^(unix.MS_BIND|unix.MS_REC) != 0
 		return req, nil
 	}
-	if strings.HasPrefix(req.fstype, "fuse") {
-		return nil, fmt.Errorf("type %s needs a user-space mount helper, which Vigil does not run", req.fstype)
+	req.loop = opts.Loop
+	for _, o := range opts.UserSpace {
+		name, value, _ := strings.Cut(o, "=")
+		var dst *uint64
+		switch name {
+		case "offset":
+			dst = &req.loopOffset
+		case "sizelimit":
+			dst = &req.loopSizeLimit
+		default:
+			continue
+		}
+		n, err := strconv.ParseUint(value, 0, 64)
+		if err != nil {
+			return nil, fmt.Errorf("option %s: want a number of bytes", o)
+		}
+		*dst = n
 	}
+	req.helperOptions = helperOptions(s.Options, opts)
 	return req, nil
 }
 
-// run does the mount, with everything that touches the file system (the
-// mount point, the superblock probe): off the loop, since any of it can
-// hang on a dead device or server.
-func (req *mountRequest) run(sys mountSyscalls, s *unitfile.MountSection) error {
-	if err := prepareMountPoint(s.Where, os.FileMode(s.DirectoryMode), req.flags&unix.MS_BIND != 0 && isRegularFile(s.What)); err != nil {
-		return err
+// helperOptions is the -o argument of a mount helper: the options as
+// written, less those only Vigil and its generators read.
+func helperOptions(written string, opts MountOptions) string {
+	var out []string
+	for _, o := range splitOptions(written) {
+		if o == "" || slices.Contains(opts.UserSpace, o) {
+			continue
+		}
+		out = append(out, o)
 	}
-	if req.flags&unix.MS_BIND == 0 && (req.fstype == "" || req.fstype == "auto") {
-		t, err := probeFSType(s.What)
+	return strings.Join(out, ",")
+}
+
+// run does the mount, with everything that touches the file system (the
+// mount point, the superblock probe, the loop device, a name lookup): off
+// the loop, since any of it can hang on a dead device or server. When a
+// mount helper is to do the mount instead, run prepares and returns it
+// without mounting: helpers are started on the loop, where their exit is
+// followed.
+func (req *mountRequest) run(sys mountSyscalls, s *unitfile.MountSection) (*mountHelper, error) {
+	if err := prepareMountPoint(s.Where, os.FileMode(s.DirectoryMode), req.flags&unix.MS_BIND != 0 && isRegularFile(req.what)); err != nil {
+		return nil, err
+	}
+	if req.flags&unix.MS_BIND != 0 {
+		return nil, req.mount(sys, s.Where)
+	}
+	var loopDev *loopdev.Device
+	if req.loop || isRegularFile(req.what) && isBlockFSType(req.fstype) {
+		dev, err := loopdev.Attach(req.what, loopdev.Options{ReadOnly: req.flags&unix.MS_RDONLY != 0,
+			Offset: req.loopOffset, SizeLimit: req.loopSizeLimit})
 		if err != nil {
-			return err
+			return nil, err
+		}
+		// Autoclear: once the mount holds the device, closing this
+		// descriptor leaves it to the mount; if the mount failed, the
+		// device goes at once.
+		loopDev = dev
+		req.what = dev.Path
+	}
+	h, err := req.prepare(s)
+	if h != nil && err == nil {
+		h.loopDev = loopDev // held until the helper is done
+		return h, nil
+	}
+	if err == nil {
+		err = req.mount(sys, s.Where)
+	}
+	if loopDev != nil {
+		loopDev.Close()
+	}
+	return nil, err
+}
+
+// prepare finds the file system type and a helper for it, or fills in
+// what a kernel mount of the type needs.
+func (req *mountRequest) prepare(s *unitfile.MountSection) (*mountHelper, error) {
+	if req.fstype == "" || req.fstype == "auto" {
+		t, err := probeFSType(req.what)
+		if err != nil {
+			return nil, err
 		}
 		req.fstype = t
 	}
+	if h := findMountHelper(req.helperDirs, req.fstype); h != nil {
+		h.args = append(h.args, req.what, s.Where)
+		if s.SloppyOptions {
+			h.args = append(h.args, "-s")
+		}
+		h.args = append(h.args, "-n")
+		if req.helperOptions != "" {
+			h.args = append(h.args, "-o", req.helperOptions)
+		}
+		if h.subtype {
+			h.args = append(h.args, "-t", req.fstype)
+		}
+		return h, nil
+	}
+	if strings.HasPrefix(req.fstype, "fuse") {
+		return nil, fmt.Errorf("type %s needs a user-space mount helper: no mount.%s in %s", req.fstype, req.fstype, strings.Join(req.helperDirs, ", "))
+	}
+	if isNFS(req.fstype) {
+		data, err := nfsAddrOption(req.what, req.data, s.Timeout)
+		if err != nil {
+			return nil, err
+		}
+		req.data = data
+	}
+	return nil, nil
+}
+
+// blockFSTypes are the file systems that live on a block device: a
+// regular file named as what with one of these types (or none) is
+// mounted through a loop device, as mount(8) does; a file given to
+// another type (a FUSE file system reading an archive) is passed as it
+// is.
+var blockFSTypes = []string{"", "auto", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "msdos", "exfat", "ntfs", "ntfs3",
+	"iso9660", "udf", "squashfs", "erofs", "f2fs", "cramfs", "romfs", "minix", "hfsplus", "jfs", "reiserfs", "nilfs2"}
+
+func isBlockFSType(t string) bool { return slices.Contains(blockFSTypes, t) }
+
+// mount makes the mount(2) calls of the request.
+func (req *mountRequest) mount(sys mountSyscalls, where string) error {
 	first := req.flags
 	if req.remountBind {
 		first &= unix.MS_BIND | unix.MS_REC
 	}
-	err := sys.Mount(req.what, s.Where, req.fstype, first, req.data)
+	err := sys.Mount(req.what, where, req.fstype, first, req.data)
 	if err != nil && req.sloppy && req.data != "" && errors.Is(err, unix.EINVAL) {
 		// sloppy-options: a file system that refuses an option it does
 		// not know still mounts, without the data options.
-		err = sys.Mount(req.what, s.Where, req.fstype, first, "")
+		err = sys.Mount(req.what, where, req.fstype, first, "")
 	}
 	if err != nil {
 		return err
 	}
 	if req.remountBind {
-		if err := sys.Mount("", s.Where, "", req.flags|unix.MS_REMOUNT|unix.MS_BIND, ""); err != nil {
+		if err := sys.Mount("", where, "", req.flags|unix.MS_REMOUNT|unix.MS_BIND, ""); err != nil {
 			return fmt.Errorf("remount bind mount with its flags: %w", err)
 		}
 	}
 	if req.propagation != 0 {
-		if err := sys.Mount("", s.Where, "", req.propagation, ""); err != nil {
+		if err := sys.Mount("", where, "", req.propagation, ""); err != nil {
 			return fmt.Errorf("set propagation: %w", err)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -68,6 +69,11 @@ type socketUnit struct {
 	listeners []*sockets.Listener
 	watcher   *sockets.Watcher
 
+	// ctl runs the socket's own commands (socketexec.go); startAgain is
+	// a start asked for while stopping, begun once the stop is through.
+	ctl        socketControl
+	startAgain bool
+
 	// accept = true bookkeeping, as systemd's NAccepted, NConnections and
 	// NRefused; perSource counts the live connections per peer.
 	nAccepted    int
@@ -79,6 +85,7 @@ type socketUnit struct {
 
 func newSocketUnit(u *Unit) *socketUnit {
 	return &socketUnit{u: u, m: u.m, cfg: u.cfg.Socket, state: sockDead, result: resultSuccess,
+		ctl:       socketControl{sessions: map[int]bool{}},
 		perSource: map[string]int{}, instances: map[*service]string{}}
 }
 
@@ -88,6 +95,10 @@ func (k *socketUnit) setState(sub string) {
 	switch sub {
 	case sockListening, sockRunning:
 		a = StateActive
+	case sockStartPre, sockStartPost:
+		a = StateActivating
+	case sockStopPre, sockStopPreSigterm, sockStopPreSigkill, sockStopPost, sockFinalSigterm, sockFinalSigkill:
+		a = StateDeactivating
 	case sockFailed:
 		a = StateFailed
 	default:
@@ -106,43 +117,66 @@ func (k *socketUnit) FailureReason() string { return k.failReason }
 // name with .service, or the NAME@.service template under accept = true.
 func (k *socketUnit) serviceName() string { return k.cfg.Service }
 
+// Start begins an activation (socketexec.go has the states); a start
+// asked for while the unit is stopping waits for the stop, as in systemd.
 func (k *socketUnit) Start() error {
-	if k.state == sockListening || k.state == sockRunning {
+	switch {
+	case k.state == sockListening || k.state == sockRunning || k.starting():
+		return nil
+	case sockStopping(k.state):
+		k.startAgain = true
 		return nil
 	}
-	k.result = resultSuccess
-	k.failReason = ""
-	if len(k.cfg.ExecStartPre)+len(k.cfg.ExecStartPost)+len(k.cfg.ExecStopPre)+len(k.cfg.ExecStopPost) > 0 {
-		k.u.Logf("Warning: exec-start-pre/-post and exec-stop-pre/-post of socket units are not run yet.")
-	}
+	k.beginStart()
+	return nil
+}
+
+// starting reports whether a start is under way (the job engine then
+// waits for its outcome instead of starting again).
+func (k *socketUnit) starting() bool {
+	return k.state == sockStartPre || k.state == sockStartPost || (k.startAgain && sockStopping(k.state))
+}
+
+// checkListen finds what makes the listen-* settings unusable before
+// anything runs; "" when they are fine.
+func (k *socketUnit) checkListen() string {
 	if k.cfg.Accept {
 		for _, a := range k.listenAddresses() {
 			if a.Kind != sockets.Stream && a.Kind != sockets.SeqPacket {
-				k.fail(resultResources, fmt.Sprintf("accept = true needs stream or sequential-packet sockets, not %s %s", a.Kind.Key(), a))
-				return nil
+				return fmt.Sprintf("accept = true needs stream or sequential-packet sockets, not %s %s", a.Kind.Key(), a)
 			}
 		}
 	}
+	if _, err := sockets.FromSection(k.u.Name, k.cfg); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// openListeners opens the listen-* sockets; the watch begins at
+// enterListening.
+func (k *socketUnit) openListeners() error {
 	spec, err := sockets.FromSection(k.u.Name, k.cfg)
 	if err != nil {
-		k.fail(resultResources, err.Error())
-		return nil
+		return err
 	}
 	ls, err := sockets.Open(spec)
 	if err != nil {
-		k.u.Logf("Failed to create listening socket: %v", err)
-		k.fail(resultResources, err.Error())
-		return nil
+		return err
 	}
 	k.listeners = ls
-	k.watcher = sockets.WatchOn(k.m.socketEvents, ls, k.u.Name)
+	return nil
+}
+
+// enterListening watches the open listeners for the first connection.
+func (k *socketUnit) enterListening() {
+	k.watcher = sockets.WatchOn(k.m.socketEvents, k.listeners, k.u.Name)
 	k.setState(sockListening)
 	if !k.cfg.Accept {
 		if svc := k.m.units[k.serviceName()]; svc != nil && !svc.active.IsInactiveOrFailed() {
 			k.setState(sockRunning)
 		}
 	}
-	return nil
 }
 
 // listenAddresses parses the listen-* keys for checks before opening.
@@ -154,27 +188,28 @@ func (k *socketUnit) listenAddresses() []sockets.Address {
 	return spec.Listen
 }
 
-// fail puts the unit into failed with a result and closes its listeners.
+// fail stops a listening unit with a result: through stop-pre and
+// stop-post (closing the listeners between them) into failed.
 func (k *socketUnit) fail(result, reason string) {
 	if result == "" {
 		result = resultResources
 	}
-	if k.result == resultSuccess {
-		k.result = result
+	if reason != "" {
+		k.setFailReason(reason)
 	}
-	if reason != "" && k.failReason == "" {
-		k.failReason = fmt.Sprintf("%s: %s", k.u.Name, reason)
-	}
-	k.closeListeners()
-	k.u.Logf("Failed with result '%s'.", k.result)
-	k.setState(sockFailed)
+	k.enterStopPre(result)
 }
 
-func (k *socketUnit) closeListeners() {
+// stopWatching ends the watch; the listeners stay open.
+func (k *socketUnit) stopWatching() {
 	if k.watcher != nil {
 		k.watcher.Close()
 		k.watcher = nil
 	}
+}
+
+func (k *socketUnit) closeListeners() {
+	k.stopWatching()
 	if len(k.listeners) > 0 {
 		if err := sockets.CloseAll(k.listeners, k.cfg.RemoveOnStop); err != nil {
 			k.u.Logf("%v", err)
@@ -183,17 +218,53 @@ func (k *socketUnit) closeListeners() {
 	}
 }
 
-// Stop closes the listeners. A service that took them keeps its copies
-// and runs on; accepted instances run on too, as in systemd.
+// Stop runs stop-pre, closes the listeners and runs stop-post. A service
+// that took the listeners keeps its copies and runs on; accepted
+// instances run on too, as in systemd. A stop during start-pre or
+// start-post signals the running command first.
 func (k *socketUnit) Stop() error {
-	k.closeListeners()
-	k.setState(sockDead)
+	k.startAgain = false
+	switch {
+	case sockStopping(k.state):
+		return nil
+	case k.state == sockStartPre || k.state == sockStartPost:
+		k.enterSignal(sockStopPreSigterm, resultSuccess)
+	case k.state == sockListening || k.state == sockRunning:
+		k.enterStopPre(resultSuccess)
+	default:
+		k.closeListeners()
+		k.setState(sockDead)
+	}
 	return nil
 }
 
-func (k *socketUnit) Reload() error          { return fmt.Errorf("%s cannot be reloaded", k.u.Name) }
-func (k *socketUnit) CanReload() bool        { return false }
-func (k *socketUnit) Kill(string, int) error { return fmt.Errorf("%s has no processes", k.u.Name) }
+func (k *socketUnit) Reload() error   { return fmt.Errorf("%s cannot be reloaded", k.u.Name) }
+func (k *socketUnit) CanReload() bool { return false }
+
+// Kill signals the running command (whom "control" or "main" alike: a
+// socket has no main process), or with "all" its sessions too.
+func (k *socketUnit) Kill(whom string, sig int) error {
+	var pids []int
+	if k.ctl.pid != 0 {
+		pids = append(pids, k.ctl.pid)
+	}
+	if whom == "all" || whom == "" {
+		for sid := range k.ctl.sessions {
+			if syscall.Kill(-sid, 0) == nil {
+				pids = append(pids, -sid)
+			}
+		}
+	}
+	if len(pids) == 0 {
+		return fmt.Errorf("%s has no processes", k.u.Name)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.Signal(sig)); err != nil && err != syscall.ESRCH {
+			return fmt.Errorf("kill %d: %w", pid, err)
+		}
+	}
+	return nil
+}
 
 func (k *socketUnit) ResetFailed() {
 	if k.state == sockFailed {
@@ -316,7 +387,6 @@ func (k *socketUnit) acceptConnections(l *sockets.Listener) {
 			k.u.Logf("Failed to accept a connection on %s: %v", l, err)
 			return
 		}
-		k.nAccepted++
 		conn := os.NewFile(uintptr(fd), "connection")
 		peer, env := peerOf(fd, sa)
 		if max := k.cfg.MaxConnections; max > 0 && k.nConnections >= max {
@@ -331,20 +401,29 @@ func (k *socketUnit) acceptConnections(l *sockets.Listener) {
 			conn.Close()
 			continue
 		}
-		if err := k.startInstance(conn, peer, env); err != nil {
+		instance, err := instanceOf(fd, k.nAccepted)
+		if err != nil {
+			// The peer is gone already (a reset before we got to it).
+			k.u.Logf("Connection went away before its service could start (%v); ignoring it.", err)
+			conn.Close()
+			continue
+		}
+		if err := k.startInstance(conn, instance, peer, env); err != nil {
 			k.u.Logf("Failed to start the service for a connection: %v", err)
 			conn.Close()
 		}
 	}
 }
 
-// startInstance loads NAME@N.service for one connection and starts it.
-func (k *socketUnit) startInstance(conn *os.File, peer string, env []string) error {
+// startInstance loads NAME@INSTANCE.service for one connection and
+// starts it. NAccepted counts the connections given to an instance, as
+// systemd's does (refused ones are NRefused).
+func (k *socketUnit) startInstance(conn *os.File, instance, peer string, env []string) error {
 	tmpl, err := unitfile.ParseName(k.serviceName())
 	if err != nil {
 		return err
 	}
-	name := tmpl.WithInstance(strconv.Itoa(k.nAccepted - 1))
+	name := tmpl.WithInstance(instance)
 	u, err := k.m.LoadUnit(name)
 	if err != nil {
 		return err
@@ -359,6 +438,7 @@ func (k *socketUnit) startInstance(conn *os.File, peer string, env []string) err
 	if s.connection != nil || !u.active.IsInactiveOrFailed() {
 		return fmt.Errorf("%s is already running", name)
 	}
+	k.nAccepted++
 	s.connection, s.acceptedBy, s.remoteEnv = conn, k, env
 	k.instances[s] = peer
 	k.nConnections++
@@ -406,6 +486,49 @@ func (k *socketUnit) instanceDone(s *service) {
 	}
 	s.acceptedBy = nil
 	s.remoteEnv = nil
+}
+
+// instanceOf names the instance for the nr-th accepted connection on fd as
+// systemd's instance_from_socket does: "NR-LOCAL:PORT-REMOTE:PORT" for IP
+// (an IPv4-mapped pair in dotted form, IPv6 without brackets), and
+// "NR-PID-UID" of the peer on a unix socket ("NR-unknown" when the peer
+// has no credentials to give). An error means the peer is gone.
+func instanceOf(fd, nr int) (string, error) {
+	local, err := unix.Getsockname(fd)
+	if err != nil {
+		return "", fmt.Errorf("getsockname: %w", err)
+	}
+	remote, err := unix.Getpeername(fd)
+	if err != nil {
+		return "", fmt.Errorf("getpeername: %w", err)
+	}
+	n := strconv.Itoa(nr)
+	switch l := local.(type) {
+	case *unix.SockaddrInet4:
+		r, ok := remote.(*unix.SockaddrInet4)
+		if !ok {
+			return "", fmt.Errorf("peer address of another family than %v", local)
+		}
+		return n + "-" + netip.AddrFrom4(l.Addr).String() + ":" + strconv.Itoa(l.Port) + "-" +
+			netip.AddrFrom4(r.Addr).String() + ":" + strconv.Itoa(r.Port), nil
+	case *unix.SockaddrInet6:
+		r, ok := remote.(*unix.SockaddrInet6)
+		if !ok {
+			return "", fmt.Errorf("peer address of another family than %v", local)
+		}
+		la, ra := netip.AddrFrom16(l.Addr), netip.AddrFrom16(r.Addr)
+		if la.Is4In6() && ra.Is4In6() {
+			la, ra = la.Unmap(), ra.Unmap()
+		}
+		return n + "-" + la.String() + ":" + strconv.Itoa(l.Port) + "-" + ra.String() + ":" + strconv.Itoa(r.Port), nil
+	case *unix.SockaddrUnix:
+		cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err != nil || cred.Pid <= 0 {
+			return n + "-unknown", nil
+		}
+		return n + "-" + strconv.Itoa(int(cred.Pid)) + "-" + strconv.Itoa(int(cred.Uid)), nil
+	}
+	return n + "-unknown", nil
 }
 
 // peerOf names a connection's source for max-connections-per-source (the
@@ -475,6 +598,9 @@ func (k *socketUnit) Describe(st *api.UnitStatus) {
 	if st.Extra == nil {
 		st.Extra = map[string]string{}
 	}
+	if k.ctl.pid != 0 {
+		st.Processes = append(st.Processes, api.Process{PID: k.ctl.pid, Command: procCommand(k.ctl.pid), Control: true})
+	}
 	st.Extra["listen"] = strings.Join(k.addresses(), "\n")
 	st.Extra["activates"] = k.serviceName()
 	if k.cfg.Accept {
@@ -499,6 +625,7 @@ func (k *socketUnit) Properties() []api.Property {
 		p("Backlog", strconv.Itoa(k.cfg.Backlog)),
 		p("FileDescriptorName", k.cfg.FileDescriptorName),
 		p("TimeoutUSec", unitfile.FormatDuration(k.cfg.Timeout)),
+		p("ControlPID", strconv.Itoa(k.ctl.pid)),
 	}
 }
 

@@ -28,13 +28,20 @@ type TransientSetting struct {
 	Value        any
 }
 
-// TransientUnit describes a unit to make at run time.
+// TransientUnit describes a unit to make at run time: a service, or a
+// scope that adopts running processes (scope.go).
 type TransientUnit struct {
 	Name     string
 	Settings []TransientSetting
 	// CollectMode is "inactive" (the default: a failed unit stays until
 	// reset-failed) or "inactive-or-failed".
 	CollectMode string
+	// PIDs are the processes a scope adopts when it starts (required for
+	// scopes, refused for services).
+	PIDs []int
+	// Controller is the bus name a scope's client named as its
+	// controller (shown as the Controller property).
+	Controller string
 }
 
 // transientUnit is the manager's record of one transient unit.
@@ -66,8 +73,22 @@ func (m *Manager) StartTransient(t TransientUnit, mode string, ref bool) (*Job, 
 	if n.IsTemplate {
 		return nil, fmt.Errorf("transient unit %s: a template cannot be started", t.Name)
 	}
-	if n.Type != unitfile.TypeService {
-		return nil, fmt.Errorf("transient unit %s: only services can be made at run time", t.Name)
+	switch n.Type {
+	case unitfile.TypeService:
+		if len(t.PIDs) > 0 {
+			return nil, fmt.Errorf("transient unit %s: only scopes adopt processes (PIDs)", t.Name)
+		}
+	case unitfile.TypeScope:
+		if len(t.PIDs) == 0 {
+			return nil, fmt.Errorf("transient unit %s: a scope needs processes to adopt (PIDs)", t.Name)
+		}
+		for _, pid := range t.PIDs {
+			if pid <= 0 {
+				return nil, fmt.Errorf("transient unit %s: invalid PID %d", t.Name, pid)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("transient unit %s: only services and scopes can be made at run time", t.Name)
 	}
 	switch t.CollectMode {
 	case "":
@@ -120,10 +141,7 @@ func (m *Manager) StartTransient(t TransientUnit, mode string, ref bool) (*Job, 
 	if old != nil {
 		m.removeUnit(old)
 	}
-	if m.transients == nil {
-		m.transients = map[string]*transientUnit{}
-		m.WatchUnits(func(u *Unit) { m.scheduleCollect(u.Name) })
-	}
+	m.watchTransients()
 	rec := &transientUnit{path: path, collect: t.CollectMode}
 	if ref {
 		rec.refs = 1
@@ -136,6 +154,10 @@ func (m *Manager) StartTransient(t TransientUnit, mode string, ref bool) (*Job, 
 		return nil, err
 	}
 	u.Logf("Transient unit created from %s.", path)
+	if sc, ok := u.behaviour.(*scope); ok {
+		sc.adopt = append([]int{}, t.PIDs...)
+		sc.controller = t.Controller
+	}
 	j, err := m.Enqueue(u.Name, api.JobStart, mode)
 	if err != nil {
 		m.scheduleCollect(u.Name)
@@ -143,6 +165,99 @@ func (m *Manager) StartTransient(t TransientUnit, mode string, ref bool) (*Job, 
 	}
 	j.OnDone(func(j *Job) { m.scheduleCollect(j.Unit.Name) })
 	return j, nil
+}
+
+// watchTransients sets up the record of transient units and the watcher
+// that collects them, once.
+func (m *Manager) watchTransients() {
+	if m.transients == nil {
+		m.transients = map[string]*transientUnit{}
+		m.WatchUnits(func(u *Unit) { m.scheduleCollect(u.Name) })
+	}
+}
+
+// transientOwnerFile records which manager process wrote the transient
+// units: see takeOverTransients.
+func (m *Manager) transientOwnerFile() string {
+	return filepath.Join(m.opts.RuntimeDir, "transient.owner")
+}
+
+// takeOverTransients runs before the first scan. Transient unit files
+// left by an earlier manager would load as ordinary units that nobody
+// collects: a manager that starts fresh removes them. A manager that
+// re-executed itself is the same process (same PID and start time, same
+// boot): it keeps them and takes them as transient again, so that its
+// transient units survive the re-exec.
+func (m *Manager) takeOverTransients() {
+	dir := m.transientDir()
+	stamp := managerStamp()
+	prev, _ := os.ReadFile(m.transientOwnerFile())
+	keep := stamp != "" && string(prev) == stamp
+	entries, err := os.ReadDir(dir)
+	if err != nil && !os.IsNotExist(err) {
+		m.logf("transient units: %v", err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		_, nameErr := unitfile.ParseName(e.Name())
+		if !keep || nameErr != nil || !e.Type().IsRegular() {
+			if err := os.RemoveAll(p); err != nil {
+				m.logf("remove left-over transient unit %s: %v", p, err)
+			} else {
+				m.logf("removed left-over transient unit %s (written by an earlier manager)", p)
+			}
+			continue
+		}
+		m.watchTransients()
+		m.transients[e.Name()] = &transientUnit{path: p, collect: collectModeOf(p)}
+	}
+	if stamp == "" {
+		return
+	}
+	if err := os.WriteFile(m.transientOwnerFile(), []byte(stamp), 0o644); err != nil {
+		m.logf("transient units: %v", err)
+	}
+}
+
+// managerStamp identifies this manager process across an exec of itself:
+// the boot, the PID and the process's start time (which exec keeps).
+// Empty when unreadable, which makes every manager start fresh.
+func managerStamp() string {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	stat, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return ""
+	}
+	text := string(stat)
+	i := strings.LastIndexByte(text, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(text[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	// f[19] is field 22 of stat(5), starttime.
+	return fmt.Sprintf("%s %d %s\n", strings.TrimSpace(string(boot)), os.Getpid(), f[19])
+}
+
+// collectModeLine marks a transient file's collect mode, so that a
+// re-executed manager collects the unit as it was asked.
+const collectModeLine = "# collect-mode: "
+
+func collectModeOf(path string) string {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, collectModeLine); ok && v == "inactive-or-failed" {
+				return v
+			}
+		}
+	}
+	return "inactive"
 }
 
 // RefUnit holds a transient unit: it is not collected while referenced.
@@ -220,7 +335,7 @@ func RenderTransient(t TransientUnit) (string, error) {
 		}
 		bySection[s.Section] = append(bySection[s.Section], s)
 	}
-	rank := map[string]int{"unit": 0, "service": 1, "resources": 2}
+	rank := map[string]int{"unit": 0, "service": 1, "scope": 1, "resources": 2}
 	sort.SliceStable(order, func(a, b int) bool {
 		ra, oka := rank[order[a]]
 		rb, okb := rank[order[b]]
@@ -234,6 +349,9 @@ func RenderTransient(t TransientUnit) (string, error) {
 	})
 	var b strings.Builder
 	b.WriteString("# Transient unit, made at run time by a D-Bus client (systemd-run).\n")
+	if t.CollectMode == "inactive-or-failed" {
+		b.WriteString(collectModeLine + t.CollectMode + "\n")
+	}
 	for _, sec := range order {
 		fmt.Fprintf(&b, "\n[%s]\n", sec)
 		seen := map[string]bool{}

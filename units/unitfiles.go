@@ -343,11 +343,17 @@ func (m *Manager) UnitByControlGroup(cg string) (string, bool) {
 	best := ""
 	bestLen := -1
 	for _, u := range m.Units() {
-		s, ok := u.behaviour.(*service)
-		if !ok || s.cgroup == "" {
+		var rel string
+		switch b := u.behaviour.(type) {
+		case *service:
+			rel = b.cgroup
+		case *scope:
+			rel = b.cgroup
+		}
+		if rel == "" {
 			continue
 		}
-		name := m.cgroups.Name(s.cgroup)
+		name := m.cgroups.Name(rel)
 		if (cg == name || strings.HasPrefix(cg, name+"/")) && len(name) > bestLen {
 			best, bestLen = u.Name, len(name)
 		}

@@ -199,7 +199,9 @@ func cmdlineOptions(line, module string) []string {
 			continue
 		}
 		mod, param, ok := strings.Cut(p.Key, ".")
-		if !ok || param == "" || ModuleName(mod) != module {
+		// No module has a parameter whose name holds white space: passed
+		// on, it would split into other parameters.
+		if !ok || param == "" || strings.ContainsAny(param, kernelSpace) || ModuleName(mod) != module {
 			continue
 		}
 		if p.HasValue {
@@ -211,10 +213,13 @@ func cmdlineOptions(line, module string) []string {
 	return out
 }
 
+// kernelSpace is what the kernel's parameter parser splits at (isspace).
+const kernelSpace = " \t\n\v\f\r"
+
 // quoteOption re-quotes a value that contains white space, so the kernel's
 // parameter parser sees one value.
 func quoteOption(v string) string {
-	if strings.ContainsAny(v, " \t") {
+	if strings.ContainsAny(v, kernelSpace) {
 		return `"` + v + `"`
 	}
 	return v

@@ -48,6 +48,11 @@ type Counters struct {
 	Late       uint64 `json:"late"`
 	Busy       uint64 `json:"busy"`
 	HashErrors uint64 `json:"hash_errors"`
+	// HashHits and HashMisses count digests found in the cache and
+	// computed; HashCached is how many the cache holds.
+	HashHits   uint64 `json:"hash_hits"`
+	HashMisses uint64 `json:"hash_misses"`
+	HashCached int    `json:"hash_cached"`
 	Logged     uint64 `json:"logged"`
 	LogDropped uint64 `json:"log_dropped"`
 	Rotations  uint64 `json:"log_rotations"`
@@ -70,6 +75,7 @@ type Auditor struct {
 	reloads, reloadFail                                                   atomic.Uint64
 
 	jobs     chan hashJob
+	inlineQ  chan inlineJob
 	stopOnce sync.Once
 	stop     chan struct{}
 	workers  sync.WaitGroup
@@ -97,6 +103,13 @@ type markState struct {
 	err    string
 }
 
+// inlineJob is an inline decision waiting for a digest (InlineLater).
+type inlineJob struct {
+	req    AccessRequest
+	policy *Policy
+	answer func(observer.Verdict)
+}
+
 type hashJob struct {
 	ev     *observer.Event
 	req    AccessRequest
@@ -115,12 +128,17 @@ func New(opts Options) (*Auditor, error) {
 	if opts.HashWorkers <= 0 {
 		opts.HashWorkers = 2
 	}
-	a := &Auditor{opts: opts, jobs: make(chan hashJob, hashQueue), stop: make(chan struct{}), marks: map[markTarget]markState{}}
+	a := &Auditor{opts: opts, jobs: make(chan hashJob, hashQueue), inlineQ: make(chan inlineJob, hashQueue),
+		stop: make(chan struct{}), marks: map[markTarget]markState{}}
 	a.hashFile = a.hashes.hash
 	for i := 0; i < opts.HashWorkers; i++ {
 		a.workers.Add(1)
 		go observer.Guard("audit hash worker", a.opts.Logf, a.hashWorker)
 	}
+	// Inline decisions have a worker of their own: a service's start must
+	// not wait behind digests of the loop's accesses.
+	a.workers.Add(1)
+	go observer.Guard("audit inline hash worker", a.opts.Logf, a.inlineWorker)
 	p, err := LoadPolicy(opts.ConfigPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -212,6 +230,17 @@ func (a *Auditor) Stop() {
 	}
 	a.stopOnce.Do(func() { close(a.stop) })
 	a.workers.Wait()
+	// Inline decisions still queued are let through, as the fanotify
+	// source does with everything it holds when it closes.
+	for {
+		select {
+		case job := <-a.inlineQ:
+			job.answer(observer.Allow)
+			continue
+		default:
+		}
+		break
+	}
 	a.logMu.Lock()
 	w := a.log
 	a.log = nil
@@ -435,12 +464,79 @@ func (a *Auditor) hashWorker() {
 	}
 }
 
+// InlineLater judges an event of Vigil's own children before their exec,
+// like Inline, but never digests a file on the fanotify reader: a digest
+// the cache has for the file as it is now (found by a stat, which opens
+// nothing) decides at once; a miss goes to the inline worker, which
+// digests, decides and calls answer, while the reader goes on with every
+// other event. Pass it as fanotify Options.InlineLater.
+//
+// What decides where, and why:
+//   - the reader only stats: hashing there stalled every marked access on
+//     the machine behind one large binary, and opening the file there for
+//     a rule on an open-marked path would raise a permission event only
+//     the blocked reader itself could answer;
+//   - the inline worker opens and reads the file: its opens are Vigil's
+//     own, exempted by the reader at once, and it waits on neither the
+//     reader nor the loop, so the loop may well be waiting for this exec;
+//   - with the worker's queue full the timeout-verdict answers at once
+//     (counted as busy), as on the loop;
+//   - an answer that never comes is the fanotify source's backstop.
+func (a *Auditor) InlineLater(ev *observer.Event, answer func(observer.Verdict)) (observer.Verdict, bool) {
+	p := a.policy.Load()
+	if p == nil {
+		return observer.Allow, true
+	}
+	req := requestOf(ev)
+	if req.Access == 0 || !relevant(p, &req) {
+		return observer.Allow, true
+	}
+	a.inline.Add(1)
+	d, needHash := p.Evaluate(&req, nil)
+	if needHash {
+		h, ok := a.hashes.cached(req.Path)
+		if !ok {
+			select {
+			case a.inlineQ <- inlineJob{req: req, policy: p, answer: answer}:
+				return 0, false
+			default:
+				a.busy.Add(1)
+				v := p.TimeoutVerdict
+				if p.Mode == Permissive {
+					v = observer.Allow
+				}
+				a.record(a.recordOf(p, &req, "busy", "", v, "inline"))
+				return v, true
+			}
+		}
+		d, _ = p.Evaluate(&req, &h)
+	}
+	return a.account(p, &req, &d, "inline"), true
+}
+
+func (a *Auditor) inlineWorker() {
+	defer a.workers.Done()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case job := <-a.inlineQ:
+			h := a.hashFile(job.req.Path)
+			if h.err != nil {
+				a.hashErrors.Add(1)
+			}
+			d, _ := job.policy.Evaluate(&job.req, &h)
+			job.answer(a.account(job.policy, &job.req, &d, "inline"))
+		}
+	}
+}
+
 // Inline judges an event on the fanotify reader's goroutine, without the
 // loop: the source calls it for Vigil's own children that have not yet
 // exec'd their program (the loop may be waiting for that very exec). It
 // reads the current policy snapshot, digests files itself when a rule
-// needs it, and never blocks on the loop. Pass it as fanotify
-// Options.Inline.
+// needs it (on the reader: prefer InlineLater, which does not), and never
+// blocks on the loop. Pass it as fanotify Options.Inline.
 func (a *Auditor) Inline(ev *observer.Event) observer.Verdict {
 	p := a.policy.Load()
 	if p == nil {
@@ -466,7 +562,8 @@ func (a *Auditor) Inline(ev *observer.Event) observer.Verdict {
 func (a *Auditor) Counters() Counters {
 	c := Counters{Decisions: a.decisions.Load(), Allowed: a.allowed.Load(), Denied: a.denied.Load(),
 		WouldDeny: a.wouldDeny.Load(), Inline: a.inline.Load(), Late: a.late.Load(), Busy: a.busy.Load(),
-		HashErrors: a.hashErrors.Load(), Reloads: a.reloads.Load(), ReloadFail: a.reloadFail.Load()}
+		HashErrors: a.hashErrors.Load(), Reloads: a.reloads.Load(), ReloadFail: a.reloadFail.Load(),
+		HashHits: a.hashes.hits.Load(), HashMisses: a.hashes.misses.Load(), HashCached: a.hashes.len()}
 	a.logMu.Lock()
 	if w := a.log; w != nil {
 		c.Logged, c.LogDropped, c.Rotations = w.written.Load(), w.dropped.Load(), w.rotations.Load()

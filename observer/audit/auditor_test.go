@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -74,7 +76,8 @@ func startAudited(t testing.TB, policy string, prepare func(*Auditor)) *audited 
 		t.Fatal(err)
 	}
 	h.a = a
-	src, err := fanotify.New(fanotify.Options{Loop: h.loop, Logf: t.Logf, Inline: a.Inline, Deadline: waitLimit})
+	// InlineLater, as PID 1 wires it (Inline is tested on its own).
+	src, err := fanotify.New(fanotify.Options{Loop: h.loop, Logf: t.Logf, InlineLater: a.InlineLater, Deadline: waitLimit})
 	if errors.Is(err, fanotify.ErrUnavailable) {
 		t.Skipf("fanotify: %v", err)
 	}
@@ -401,5 +404,56 @@ func BenchmarkAuditExec(b *testing.B) {
 				b.Fatalf("%v: %s", err, out)
 			}
 		})
+	}
+}
+
+// TestAuditFanotifyInlineDigest: Vigil's own child execs a program whose
+// rule needs its digest; InlineLater digests it on the inline worker (not
+// on the fanotify reader), the known binary runs, a changed copy is denied.
+func TestAuditFanotifyInlineDigest(t *testing.T) {
+	known, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(known)
+	policy := `
+mode = "enforce"
+log = "@LOG@"
+[[rule]]
+name = "known-ok"
+access = ["exec"]
+path = ["@DIR@/bin/ok"]
+sha256 = ["` + hex.EncodeToString(sum[:]) + `"]
+action = "allow"
+[[rule]]
+name = "rest"
+access = ["exec"]
+path = ["@DIR@/bin/**"]
+action = "deny"
+`
+	h := startAudited(t, policy, nil)
+	ok := filepath.Join(h.dir, "bin", "ok")
+	if err := runDirect(t, ok); err != nil {
+		t.Fatalf("direct exec of the known binary: %v", err)
+	}
+	if err := runDirect(t, ok); err != nil {
+		t.Fatalf("second direct exec of the known binary: %v", err)
+	}
+	c := h.a.Counters()
+	if c.Inline < 2 || c.HashMisses != 1 || c.HashHits < 1 {
+		t.Fatalf("counters %+v: want two inline decisions, one digest, then the cache", c)
+	}
+	// Append a byte: same path, another file version.
+	f, err := os.OpenFile(ok, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0})
+	f.Close()
+	if err := runDirect(t, ok); !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("direct exec of the changed binary: %v, want EPERM", err)
+	}
+	if c := h.a.Counters(); c.HashMisses != 2 {
+		t.Errorf("counters %+v: the changed binary was not digested again", c)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -104,18 +105,85 @@ type hashKey struct {
 	mtime, ctime int64
 }
 
-// maxHashCache bounds the digest cache; past it the cache starts over.
+// maxHashCache bounds the digest cache: each of its two generations holds
+// at most this many digests (see hashCache).
 const maxHashCache = 4096
 
 // hashCache remembers digests by file identity. The fanotify reader
-// (Inline) and the hash workers use it at once, hence the lock.
+// (Inline), the inline worker and the hash workers use it at once, hence
+// the lock. It is bounded by two generations: lookups find a digest in
+// either and move it to the current one; when the current one is full it
+// becomes the old one and the previous old one is dropped. Digests in use
+// (a service's binary exec'd again and again) thereby survive, unlike a
+// cache that starts over when full, at the cost of at most twice
+// maxHashCache entries and no per-entry bookkeeping.
 type hashCache struct {
-	mu sync.Mutex
-	m  map[hashKey]string
+	mu       sync.Mutex
+	cur, old map[hashKey]string
+
+	hits, misses atomic.Uint64
 }
 
-// hash reads the digest of the regular file at path. The auditor's own
-// opens never reach it as events: the fanotify source exempts Vigil's PID.
+// keyOf is the identity of the file version st describes.
+func keyOf(st *unix.Stat_t) hashKey {
+	return hashKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: time.Unix(st.Mtim.Unix()).UnixNano(), ctime: time.Unix(st.Ctim.Unix()).UnixNano()}
+}
+
+func (c *hashCache) lookup(key hashKey) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sum, ok := c.cur[key]; ok {
+		return sum, true
+	}
+	sum, ok := c.old[key]
+	if ok {
+		c.storeLocked(key, sum)
+	}
+	return sum, ok
+}
+
+func (c *hashCache) store(key hashKey, sum string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.storeLocked(key, sum)
+}
+
+func (c *hashCache) storeLocked(key hashKey, sum string) {
+	if c.cur == nil || len(c.cur) >= maxHashCache {
+		c.old, c.cur = c.cur, make(map[hashKey]string, 64)
+	}
+	c.cur[key] = sum
+}
+
+// len is how many digests the cache holds.
+func (c *hashCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.cur) + len(c.old)
+}
+
+// cached gives the digest of the file at path if the cache has it for the
+// file as it is now. It only stats the path (no open, so no permission
+// event either): cheap enough for the fanotify reader.
+func (c *hashCache) cached(file string) (fileHash, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(file, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fileHash{}, false
+	}
+	sum, ok := c.lookup(keyOf(&st))
+	if !ok {
+		return fileHash{}, false
+	}
+	c.hits.Add(1)
+	return fileHash{sum: sum, size: st.Size}, true
+}
+
+// hash reads the digest of the regular file at path, from the cache when
+// the file did not change since (same device, inode, size, mtime and
+// ctime: a rewritten file changes its ctime). The auditor's own opens
+// never reach it as events (the fanotify source exempts Vigil's PID), but
+// only as long as the fanotify reader is free to answer them: hash must
+// not run on the reader for a file a miss may open (see Auditor.Inline).
 func (c *hashCache) hash(file string) fileHash {
 	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -129,24 +197,18 @@ func (c *hashCache) hash(file string) fileHash {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return fileHash{err: fmt.Errorf("%s: not a regular file", file)}
 	}
-	key := hashKey{dev: st.Dev, ino: st.Ino, size: st.Size, mtime: time.Unix(st.Mtim.Unix()).UnixNano(), ctime: time.Unix(st.Ctim.Unix()).UnixNano()}
-	c.mu.Lock()
-	sum, ok := c.m[key]
-	c.mu.Unlock()
-	if ok {
+	key := keyOf(&st)
+	if sum, ok := c.lookup(key); ok {
+		c.hits.Add(1)
 		return fileHash{sum: sum, size: st.Size}
 	}
+	c.misses.Add(1)
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
 		return fileHash{err: fmt.Errorf("read %s: %w", file, err)}
 	}
-	sum = hex.EncodeToString(h.Sum(nil))
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxHashCache {
-		c.m = map[hashKey]string{}
-	}
-	c.m[key] = sum
-	c.mu.Unlock()
+	sum := hex.EncodeToString(h.Sum(nil))
+	c.store(key, sum)
 	return fileHash{sum: sum, size: n}
 }

@@ -55,8 +55,8 @@ type snapshot struct {
 	dirs map[string][]markView
 	// trees holds MarkTree marks, matching by path prefix.
 	trees []markView
-	// pending is set when some mark is covered through an ancestor: events
-	// under that ancestor make the reader re-resolve.
+	// pending is set when some mark is covered through an ancestor, until
+	// the path watcher sees its path appear.
 	pending bool
 	count   int
 }
@@ -237,11 +237,20 @@ func (s *Source) refreshLocked() map[MarkID]error {
 	want := map[targetKey]*target{}
 	owners := map[targetKey][]MarkID{}
 	sn := &snapshot{exact: map[string][]markView{}, dirs: map[string][]markView{}}
+	// watch lists the directory entries the marks depend on, for the
+	// path watcher (see pathWatch).
+	watch := map[string]map[string]bool{}
 	for id, e := range s.marks {
 		r, err := resolve(e.key)
 		if err != nil {
 			errs[id] = err
 			continue
+		}
+		if dir, name, ok := watchPoint(e.key, r); ok {
+			if watch[dir] == nil {
+				watch[dir] = map[string]bool{}
+			}
+			watch[dir][name] = true
 		}
 		t := want[r.key]
 		if t == nil {
@@ -310,6 +319,13 @@ func (s *Source) refreshLocked() map[MarkID]error {
 	}
 	s.applied = want
 	s.snap.Store(sn)
+	if s.paths != nil {
+		for dir, err := range s.paths.sync(watch) {
+			// Without the watch, a component appearing there is only
+			// noticed at the next resolution for another reason.
+			s.logf("fanotify: cannot follow %s for marks below it: %v", dir, err)
+		}
+	}
 	return errs
 }
 
@@ -334,8 +350,8 @@ func markError(path string, err error) error {
 	return fmt.Errorf("fanotify mark %s: %w", path, err)
 }
 
-// reresolve runs when an event arrives while some mark waits for its path
-// to appear: the path's components may exist by now.
+// reresolve runs when the path watcher saw a component of a marked path
+// appear or go: the marks may land elsewhere now.
 func (s *Source) reresolve() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -359,5 +375,10 @@ func (s *Source) flushLocked() {
 	s.stale = false
 	if err := s.ignoreOwnExecutable(); err != nil {
 		s.logf("%v", err)
+	}
+	for _, fd := range s.imageFDs {
+		if err := s.ignoreImage(fd); err != nil {
+			s.logf("fanotify: ignore mark on an own image again: %v", err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package fanotify
 
 import (
 	"bytes"
+	"slices"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -130,14 +131,15 @@ func (r *procReader) process(pid int32) process {
 	return p
 }
 
-// runsImage tells whether pid is a child of parent still running the image
-// identified by self: a process Vigil forked that has not exec'd yet.
-func (r *procReader) runsImage(pid int32, parent int, self fileID) bool {
+// runsImage tells whether pid is a child of parent still running one of
+// the images (our executable, the exec stub): a process Vigil forked that
+// has not exec'd the program yet.
+func (r *procReader) runsImage(pid int32, parent int, images []fileID) bool {
 	dir := "/proc/" + strconv.Itoa(int(pid))
 	ppid, _, ok := parseStatPPID(r.readFile(dir + "/stat"))
 	if !ok || ppid != parent {
 		return false
 	}
 	id, ok := statID(dir + "/exe")
-	return ok && id == self
+	return ok && slices.Contains(images, id)
 }

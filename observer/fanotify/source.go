@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,13 @@ type Options struct {
 	// for that exec). Nil: such events are allowed. It must be fast and
 	// safe for concurrent use.
 	Inline func(ev *observer.Event) observer.Verdict
+	// InlineLater, when set, takes the place of Inline and may keep a
+	// slow decision (a digest to compute) off the reading goroutine: it
+	// returns decided false and calls answer once it knows, from another
+	// goroutine that waits on neither the reader nor the loop. The event
+	// is then held like a posted one: answered once, by answer or by the
+	// backstop (Options.Default). See inline.go.
+	InlineLater func(ev *observer.Event, answer func(observer.Verdict)) (v observer.Verdict, decided bool)
 }
 
 // Stats count what the source did.
@@ -83,8 +91,16 @@ type Source struct {
 	src     *observer.Source
 	selfPID int
 	selfExe fileID
-	done    chan struct{}
-	stop    chan struct{}
+	// ownImages, once AddOwnImage was called, are selfExe and the images
+	// added, read by the reader; imageFDs keep the added ones open for
+	// marking again after a flush (guarded by mu).
+	ownImages atomic.Pointer[[]fileID]
+	imageFDs  []int
+	done      chan struct{}
+	stop      chan struct{}
+	// paths follows the directory entries the marks depend on (see
+	// pathWatch); nil if inotify is unavailable. Set before any mark.
+	paths *pathWatch
 
 	mu       sync.Mutex // guards the marks below
 	closed   bool
@@ -143,9 +159,40 @@ func New(opts Options) (*Source, error) {
 		return nil, err
 	}
 	s.src = opts.Loop.NewSource("fanotify", opts.QueueLimit)
-	go s.run()
-	go s.pollPending()
+	s.startReaders()
 	return s, nil
+}
+
+// startReaders runs the fanotify reader and the path watcher under
+// observer.Keep, so that a panic or a read error costs a restart, not the
+// source (with a dead reader every marked access on the machine would
+// wait for the backstop, and unread ones for ever). done is closed once
+// both have ended after Close.
+func (s *Source) startReaders() {
+	paths, err := newPathWatch()
+	if err != nil {
+		s.logf("%v: marks of missing paths are resolved again only when other marks change", err)
+	}
+	keep := observer.KeepOptions{Logf: s.opts.Logf}
+	reader := s.src.Keep("fanotify reader", keep, s.run)
+	var watcher *observer.Keeper
+	if paths != nil {
+		s.mu.Lock()
+		s.paths = paths
+		s.mu.Unlock()
+		watcher = s.src.Keep("fanotify path watcher", keep, func() error { return paths.run(s) })
+	}
+	go func() {
+		<-s.stop
+		reader.Stop()
+		if watcher != nil {
+			watcher.Stop()
+			paths.close()
+			<-watcher.Done()
+		}
+		<-reader.Done()
+		close(s.done)
+	}()
 }
 
 func (s *Source) logf(format string, args ...any) {
@@ -168,6 +215,12 @@ func (s *Source) Close() error {
 	close(s.stop)
 	s.releaseAll()
 	err := s.file.Close()
+	s.mu.Lock()
+	for _, fd := range s.imageFDs {
+		unix.Close(fd)
+	}
+	s.imageFDs = nil
+	s.mu.Unlock()
 	<-s.done
 	// The reader may have held more between the first pass and its end.
 	s.releaseAll()
@@ -245,6 +298,61 @@ func (s *Source) ignoreOwnExecutable() error {
 	return nil
 }
 
+// AddOwnImage makes the executable open as f count as an image of our own,
+// like our executable: its inode gets the same ignore mark (kept across
+// flushes), and a child of ours running it is answered through
+// Options.Inline. units/exec's exec stub is such an image: our vfork
+// children exec it in place of a program whose exec may be held, and it
+// then execs the program while the manager waits for it. The source keeps
+// its own descriptor of f until Close.
+func (s *Source) AddOwnImage(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("fanotify: own image %s: %w", f.Name(), err)
+	}
+	fd := -1
+	if cerr := rc.Control(func(raw uintptr) { fd, err = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fanotify: own image %s: dup: %w", f.Name(), err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("fanotify: own image %s: %w", f.Name(), err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		unix.Close(fd)
+		return fmt.Errorf("fanotify: own image %s: source closed", f.Name())
+	}
+	if err := s.ignoreImage(fd); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("fanotify: ignore mark on own image %s: %w", f.Name(), err)
+	}
+	s.imageFDs = append(s.imageFDs, fd)
+	images := append(slices.Clone(s.images()), fileID{uint64(st.Dev), st.Ino})
+	s.ownImages.Store(&images)
+	return nil
+}
+
+// ignoreImage puts the ignore mark of ignoreOwnExecutable on the file open
+// as fd.
+func (s *Source) ignoreImage(fd int) error {
+	return unix.FanotifyMark(s.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_IGNORED_SURV_MODIFY,
+		allPermissions, fd, "")
+}
+
+// images is our executable and the images added by AddOwnImage.
+func (s *Source) images() []fileID {
+	if all := s.ownImages.Load(); all != nil {
+		return *all
+	}
+	return []fileID{s.selfExe}
+}
+
 // allPermissions is every permission event the group can be marked for.
 const allPermissions = unix.FAN_OPEN_PERM | unix.FAN_ACCESS_PERM | unix.FAN_OPEN_EXEC_PERM
 
@@ -314,14 +422,9 @@ func (h *heldEvent) expire() {
 	}
 }
 
-// run is the reader goroutine.
-func (s *Source) run() {
-	defer close(s.done)
-	defer func() {
-		if p := recover(); p != nil {
-			s.logf("fanotify: reader stopped by panic: %v", p)
-		}
-	}()
+// run is the reader goroutine: it returns nil once the group is closed;
+// after a panic observer.Keep runs it again.
+func (s *Source) run() error {
 	buf := make([]byte, 64*1024)
 	recs := make([]record, 0, 256)
 	var proc procReader
@@ -330,7 +433,7 @@ func (s *Source) run() {
 		n, err := s.file.Read(buf)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
-				return
+				return nil
 			}
 			if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 				continue
@@ -386,10 +489,6 @@ func (s *Source) handle(proc *procReader, r record) {
 	}
 	s.read.Add(1)
 	sn := s.snap.Load()
-	if sn.pending {
-		// A mark waits for its path: this access may be its appearance.
-		defer s.reresolve()
-	}
 	if int(r.PID) == s.selfPID {
 		s.exempt.Add(1)
 		settled = true
@@ -403,8 +502,13 @@ func (s *Source) handle(proc *procReader, r record) {
 		s.answer(r.FD, observer.Allow)
 		return
 	}
-	if proc.runsImage(r.PID, s.selfPID, s.selfExe) {
+	if proc.runsImage(r.PID, s.selfPID, s.images()) {
 		s.inline.Add(1)
+		if s.opts.InlineLater != nil {
+			settled = true
+			s.decideInlineLater(s.event(proc, r, kind, path, mark), r.FD)
+			return
+		}
 		v := observer.Allow
 		if s.opts.Inline != nil {
 			ev := s.event(proc, r, kind, path, mark)
@@ -436,26 +540,6 @@ func (s *Source) handle(proc *procReader, r record) {
 	s.posted.Add(^uint64(0))
 	s.overflows.Add(1)
 	h.release(s.opts.Default)
-}
-
-// pendingPoll is how often marks waiting for their path are resolved again
-// without any event: path components created without an open in the
-// covered directory are noticed this late.
-const pendingPoll = 500 * time.Millisecond
-
-func (s *Source) pollPending() {
-	t := time.NewTicker(pendingPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			if s.snap.Load().pending {
-				s.reresolve()
-			}
-		}
-	}
 }
 
 func (s *Source) inlineVerdict(ev *observer.Event) (v observer.Verdict) {

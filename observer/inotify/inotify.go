@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -63,8 +64,14 @@ type Watcher struct {
 	stop   [2]int
 	source *observer.Source
 	logf   func(string, ...any)
-	done   chan struct{}
+	reader *observer.Keeper
 	once   sync.Once
+	// runs counts the reader's runs (owned by the reader goroutine): a
+	// restarted reader lost what it had read, and says so.
+	runs int
+	// afterRead, when set, sees each buffer read: tests make it panic to
+	// show that the reader comes back.
+	afterRead atomic.Pointer[func()]
 
 	mu      sync.Mutex
 	next    WatchID
@@ -98,14 +105,15 @@ func Open(loop *observer.Loop, opts Options) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inotify: init: %w", err)
 	}
-	w := &Watcher{fd: fd, logf: opts.Logf, done: make(chan struct{}),
-		byID: map[WatchID]*watch{}, byWD: map[int32]*inode{}}
+	w := &Watcher{fd: fd, logf: opts.Logf, byID: map[WatchID]*watch{}, byWD: map[int32]*inode{}}
 	if err := unix.Pipe2(w.stop[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("inotify: pipe: %w", err)
 	}
 	w.source = loop.NewSource(SourceName, opts.QueueLimit)
-	go observer.Guard("inotify reader", w.logf, w.run)
+	// A reader that panicked or failed is run again (observer.Keep): the
+	// descriptor and the watches outlive it.
+	w.reader = w.source.Keep("inotify reader", observer.KeepOptions{Logf: w.logf}, w.run)
 	return w, nil
 }
 
@@ -190,16 +198,25 @@ func (w *Watcher) Watches() (watches, descriptors int) {
 // Close stops reading and closes the descriptor. Pending events are lost.
 func (w *Watcher) Close() {
 	w.once.Do(func() {
+		w.reader.Stop()
 		unix.Write(w.stop[1], []byte{1})
-		<-w.done
+		<-w.reader.Done()
 		unix.Close(w.fd)
 		unix.Close(w.stop[0])
 		unix.Close(w.stop[1])
 	})
 }
 
-func (w *Watcher) run() {
-	defer close(w.done)
+// run reads until Close (returning nil) or a failure (an error, or a
+// panic), after which observer.Keep runs it again.
+func (w *Watcher) run() error {
+	if w.runs++; w.runs > 1 {
+		// Records read by the failed run may be lost: guests re-check.
+		w.mu.Lock()
+		w.lost = true
+		w.mu.Unlock()
+		w.deliver(nil)
+	}
 	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(w.stop[0]), Events: unix.POLLIN}}
 	// Room for many records: the kernel returns whole records only, and at
 	// least one (NAME_MAX+1 bytes of name) must fit.
@@ -210,16 +227,18 @@ func (w *Watcher) run() {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			w.log("inotify: poll: %v", err)
-			return
+			return fmt.Errorf("inotify: poll: %w", err)
 		}
 		if fds[1].Revents != 0 {
-			return
+			return nil
 		}
 		for {
 			n, err := unix.Read(w.fd, buf)
 			if err != nil || n <= 0 {
 				break
+			}
+			if hook := w.afterRead.Load(); hook != nil {
+				(*hook)()
 			}
 			recs, perr := ParseRecords(buf[:n])
 			if perr != nil {
@@ -238,7 +257,20 @@ func (w *Watcher) log(format string, args ...any) {
 
 // deliver resolves records to watches and posts them.
 func (w *Watcher) deliver(recs []Record) {
+	for _, ev := range w.resolve(recs) {
+		if !w.source.Post(ev) {
+			w.mu.Lock()
+			w.lost = true
+			w.mu.Unlock()
+		}
+	}
+}
+
+// resolve turns records into events under mu (released by a defer, so a
+// panic here cannot leave the watcher locked for the restarted reader).
+func (w *Watcher) resolve(recs []Record) []observer.Event {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	var out []observer.Event
 	if w.lost {
 		out = append(out, w.overflowEvent())
@@ -284,14 +316,7 @@ func (w *Watcher) deliver(recs []Record) {
 			Attrs:   map[string]string{"path": p, "watched": watched, "name": r.Name, "mask": MaskString(r.Mask)},
 			Payload: &Change{Watches: ids, Record: r, Path: p}})
 	}
-	w.mu.Unlock()
-	for _, ev := range out {
-		if !w.source.Post(ev) {
-			w.mu.Lock()
-			w.lost = true
-			w.mu.Unlock()
-		}
-	}
+	return out
 }
 
 // overflowEvent tells every watch that events were lost. Called with mu.

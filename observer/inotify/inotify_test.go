@@ -87,7 +87,12 @@ func FuzzParseRecords(f *testing.F) {
 // collect runs a loop and gathers the watcher's events.
 func collect(t *testing.T) (*Watcher, chan *observer.Event) {
 	t.Helper()
-	loop := observer.New(observer.Options{})
+	return collectOn(t, observer.New(observer.Options{}))
+}
+
+// collectOn is collect on a loop the test keeps.
+func collectOn(t *testing.T, loop *observer.Loop) (*Watcher, chan *observer.Event) {
+	t.Helper()
 	ch := make(chan *observer.Event, 256)
 	if _, err := loop.Register(observer.Observer{Guest: "test", Name: "all",
 		Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{SourceName}}}},

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -59,6 +60,9 @@ type Reaper struct {
 	source *observer.Source
 	sigs   chan os.Signal
 	done   chan struct{}
+	// beforeReap, when set, runs before each round of wait4: tests make
+	// it panic to show that the reaper comes back.
+	beforeReap atomic.Pointer[func()]
 }
 
 // Start makes the calling process a child subreaper (so double-forking
@@ -77,7 +81,17 @@ func Start(ctx context.Context, loop *observer.Loop) (*Reaper, error) {
 		done:   make(chan struct{}),
 	}
 	signal.Notify(r.sigs, syscall.SIGCHLD)
-	go observer.Guard("process reaper", nil, func() { r.run(ctx) })
+	// Without the reaper zombies pile up: a panic (in a Post, say) only
+	// costs a restart, never the reaping. run has no error it cannot
+	// recover from, so the keeper never gives up on it.
+	k := r.source.Keep("process reaper", observer.KeepOptions{}, func() error { r.run(ctx); return nil })
+	go func() {
+		<-ctx.Done()
+		k.Stop()
+		<-k.Done()
+		signal.Stop(r.sigs)
+		close(r.done)
+	}()
 	return r, nil
 }
 
@@ -86,8 +100,6 @@ func Start(ctx context.Context, loop *observer.Loop) (*Reaper, error) {
 func (r *Reaper) Done() <-chan struct{} { return r.done }
 
 func (r *Reaper) run(ctx context.Context) {
-	defer close(r.done)
-	defer signal.Stop(r.sigs)
 	for {
 		r.reapAll()
 		select {
@@ -99,6 +111,9 @@ func (r *Reaper) run(ctx context.Context) {
 }
 
 func (r *Reaper) reapAll() {
+	if hook := r.beforeReap.Load(); hook != nil {
+		(*hook)()
+	}
 	for {
 		var ws unix.WaitStatus
 		var ru unix.Rusage

@@ -114,6 +114,11 @@ func synthesise(devpath, subsystem string, content []byte) (*Uevent, error) {
 		if !ok || len(k) == 0 {
 			return nil, fmt.Errorf("coldplug %s: uevent line %q is not KEY=VALUE", devpath, truncate(line))
 		}
+		// The same rules as for a netlink message, so that a coldplugged
+		// device is an event the uevent parser would accept too.
+		if err := checkKey(string(k)); err != nil {
+			return nil, fmt.Errorf("coldplug %s: %w", devpath, err)
+		}
 		u.Env[string(k)] = string(v)
 	}
 	u.Env["ACTION"] = "add"
@@ -121,6 +126,9 @@ func synthesise(devpath, subsystem string, content []byte) (*Uevent, error) {
 	u.Env["SYNTH_UUID"] = "0"
 	if subsystem != "" {
 		u.Env["SUBSYSTEM"] = subsystem
+	}
+	if len(u.Env) > maxKeys {
+		return nil, fmt.Errorf("coldplug %s: %w", devpath, malformed("more than %d properties", maxKeys))
 	}
 	if err := u.fill(); err != nil {
 		return nil, fmt.Errorf("coldplug %s: %w", devpath, err)

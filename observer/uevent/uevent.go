@@ -171,10 +171,8 @@ func parseProperties(b []byte) (*Uevent, error) {
 			return nil, malformed("property %q is not KEY=VALUE", truncate([]byte(pair)))
 		}
 		key := pair[:eq]
-		for i := 0; i < len(key); i++ {
-			if c := key[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-				return nil, malformed("property key %q has character %q", truncate([]byte(key)), c)
-			}
+		if err := checkKey(key); err != nil {
+			return nil, err
 		}
 		if len(u.Env) >= maxKeys {
 			return nil, malformed("more than %d properties", maxKeys)
@@ -182,6 +180,17 @@ func parseProperties(b []byte) (*Uevent, error) {
 		u.Env[key] = pair[eq+1:]
 	}
 	return u, nil
+}
+
+// checkKey refuses a property key with a byte the kernel never puts in
+// one; netlink messages and coldplugged uevent files share the rule.
+func checkKey(key string) error {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return malformed("property key %q has character %q", truncate([]byte(key)), c)
+		}
+	}
+	return nil
 }
 
 // fill copies the well-known keys into their fields and checks them.

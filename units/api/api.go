@@ -322,6 +322,12 @@ type SourceRow struct {
 	Name    string `json:"name"`
 	Posted  uint64 `json:"posted"`
 	Dropped uint64 `json:"dropped"`
+	// Restarts counts the source's goroutines run again after a panic or
+	// an error; LastError is the latest failure; Failed says the source
+	// gave up for good.
+	Restarts  uint64 `json:"restarts,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	Failed    bool   `json:"failed,omitempty"`
 }
 
 // Version answers ping.

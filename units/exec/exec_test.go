@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -32,12 +33,27 @@ func forceTrampoline(spec Spec) Spec {
 	return spec
 }
 
+// stubForTests is the exec stub of the "stub" mode, made once. Where it
+// cannot be made that mode goes through the trampoline, and the stub's own
+// tests (stub_test.go) fail or skip.
+var stubForTests = sync.OnceValues(NewStub)
+
+// withStub returns a copy of spec that asks for a start whose exec is not
+// our vfork child's, with the stub to do it: specs that need no trampoline
+// setting go through the stub.
+func withStub(spec Spec) Spec {
+	spec.Trampoline = true
+	spec.Stub, _ = stubForTests()
+	return spec
+}
+
 var modes = []struct {
 	name  string
 	apply func(Spec) Spec
 }{
 	{"direct", func(s Spec) Spec { return s }},
 	{"trampoline", forceTrampoline},
+	{"stub", withStub},
 }
 
 // run starts spec with stdout captured, reads it to EOF and waits for the
@@ -90,6 +106,9 @@ func TestDirectAndTrampolineRunTheProgram(t *testing.T) {
 			}
 			if st.Trampolined != (m.name == "trampoline") {
 				t.Errorf("Trampolined = %v in mode %s", st.Trampolined, m.name)
+			}
+			if _, err := stubForTests(); err == nil && st.Stubbed != (m.name == "stub") {
+				t.Errorf("Stubbed = %v in mode %s", st.Stubbed, m.name)
 			}
 		})
 	}

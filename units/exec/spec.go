@@ -87,6 +87,13 @@ type Spec struct {
 	// fanotify source ignores our executable), and its exec of the program
 	// is answered while this process waits in an ordinary read.
 	Trampoline bool
+	// Stub, with Trampoline, starts the program through the exec stub
+	// instead of the trampoline when the trampoline is asked for only by
+	// Trampoline: no setting needs it and RootDirectory is empty. The
+	// stub keeps the exec of the program out of our vfork child as the
+	// trampoline does, without a Go runtime start (see NewStub). A stub
+	// that cannot be run falls back to the trampoline.
+	Stub *Stub
 }
 
 // Credential is a resolved user: numbers, not names (see LookupUser and
@@ -182,17 +189,16 @@ type Started struct {
 	// Stdout and Stderr are the read ends of StdioPipe streams, else nil.
 	// When stderr is SameAsStdout a pipe stdout carries both.
 	Stdout, Stderr *os.File
-	// Trampolined says whether the child went through the trampoline.
-	Trampolined bool
+	// Trampolined says whether the child went through the trampoline,
+	// Stubbed whether through the exec stub.
+	Trampolined, Stubbed bool
 }
 
-// needsTrampoline reports whether some setting needs code in the child. A
-// umask equal to the manager's is inherited anyway: services commonly ask for
-// systemd's default 0022, and the trampoline costs a Go runtime start.
-func (s *Spec) needsTrampoline() bool {
-	if s.Trampoline {
-		return true
-	}
+// needsTrampolineSettings reports whether some setting needs code in the
+// child (Trampoline aside). A umask equal to the manager's is inherited
+// anyway: services commonly ask for systemd's default 0022, and the
+// trampoline costs a Go runtime start.
+func (s *Spec) needsTrampolineSettings() bool {
 	umaskDiffers := s.Umask != nil && !umaskIs(*s.Umask)
 	return umaskDiffers || s.Nice != nil || len(s.Rlimits) > 0 ||
 		s.NoNewPrivileges || s.CapabilityBoundingSet != nil || s.ListenFDs || s.WatchdogPID

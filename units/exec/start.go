@@ -71,11 +71,24 @@ func Start(spec *Spec) (*Started, error) {
 	}
 
 	started := &Started{Stdout: fds.stdoutRead, Stderr: fds.stderrRead}
-	if spec.needsTrampoline() {
+	needsSettings := spec.needsTrampolineSettings()
+	switch {
+	case !needsSettings && !spec.Trampoline:
+		started.PID, err = startDirect(spec, path, argv, env, files, sys)
+	case !needsSettings && spec.Stub != nil && spec.RootDirectory == "":
+		// Only the exec must not be our vfork child's: the stub does that
+		// much without a Go runtime start.
+		stubSys := *sys
+		started.Stubbed = true
+		started.PID, err = startStub(spec, spec.Stub, path, argv, env, files, &stubSys)
+		if errors.Is(err, errStubUnusable) {
+			started.Stubbed = false
+			started.Trampolined = true
+			started.PID, err = startTrampoline(spec, path, argv, env, files, sys)
+		}
+	default:
 		started.Trampolined = true
 		started.PID, err = startTrampoline(spec, path, argv, env, files, sys)
-	} else {
-		started.PID, err = startDirect(spec, path, argv, env, files, sys)
 	}
 	runtime.KeepAlive(spec.ExtraFiles) // their raw fds were used above
 	if err != nil {
@@ -86,6 +99,18 @@ func Start(spec *Spec) (*Started, error) {
 }
 
 func startDirect(spec *Spec, path string, argv, env []string, files []uintptr, sys *syscall.SysProcAttr) (int, error) {
+	dir := directAttr(spec, sys)
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: sys})
+	if err != nil {
+		return 0, diagnoseForkExec(spec, path, dir, err)
+	}
+	return pid, nil
+}
+
+// directAttr completes sys with what Go's vfork child applies itself when
+// no trampoline runs (root directory, credentials, ambient capabilities)
+// and returns the working directory.
+func directAttr(spec *Spec, sys *syscall.SysProcAttr) (dir string) {
 	sys.Chroot = spec.RootDirectory
 	if c := spec.Credential; c != nil {
 		sys.Credential = &syscall.Credential{Uid: c.UID, Gid: c.GID, Groups: c.SupplementaryGroups}
@@ -93,15 +118,11 @@ func startDirect(spec *Spec, path string, argv, env []string, files []uintptr, s
 	for _, c := range spec.AmbientCapabilities {
 		sys.AmbientCaps = append(sys.AmbientCaps, uintptr(c))
 	}
-	dir := spec.Dir
+	dir = spec.Dir
 	if dir == "" && spec.RootDirectory != "" {
 		dir = "/"
 	}
-	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: sys})
-	if err != nil {
-		return 0, diagnoseForkExec(spec, path, dir, err)
-	}
-	return pid, nil
+	return dir
 }
 
 // diagnoseForkExec names the step a direct ForkExec failed at. ForkExec
@@ -195,17 +216,7 @@ func startTrampoline(spec *Spec, path string, argv, env []string, files []uintpt
 	if readErr == nil && string(report) == trampolineAlive {
 		return pid, nil
 	}
-	// Failed: the trampoline exits right after reporting (and anything else
-	// is killed). Collect it, as ForkExec does for its own failed children,
-	// so no zombie stays behind. If the reaper was faster, Wait4 fails with
-	// ECHILD, which is fine.
-	unix.Kill(pid, unix.SIGKILL)
-	var ws unix.WaitStatus
-	for {
-		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
-			break
-		}
-	}
+	collectFailedChild(pid)
 	switch {
 	case errors.Is(readErr, os.ErrDeadlineExceeded):
 		return 0, &ExecError{Step: StepFDs, Subject: self, Err: fmt.Errorf("no report from the trampoline within %v", trampolineDeadline)}
@@ -215,6 +226,20 @@ func startTrampoline(spec *Spec, path string, argv, env []string, files []uintpt
 		return 0, &ExecError{Step: StepFDs, Subject: self, Err: errors.New("exited without a report: not a trampoline (no exec.TrampolineMain), or it could not read its settings")}
 	}
 	return 0, decodeStatusReport(report[len(trampolineAlive):])
+}
+
+// collectFailedChild kills and collects a trampoline or stub child that
+// reported a failure (it exits right after reporting; anything else is
+// killed), as ForkExec does for its own failed children, so no zombie stays
+// behind. If the reaper was faster, Wait4 fails with ECHILD, which is fine.
+func collectFailedChild(pid int) {
+	unix.Kill(pid, unix.SIGKILL)
+	var ws unix.WaitStatus
+	for {
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+			break
+		}
+	}
 }
 
 // resolvePath finds the program: Spec.Path or argv0, looked up in PATH (of

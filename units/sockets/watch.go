@@ -24,7 +24,10 @@ import (
 // It uses Go's netpoller through each File's SyscallConn: no thread is
 // parked per socket.
 type Watcher struct {
-	source    *observer.Source
+	source *observer.Source
+	// loop is set when the watcher made its source (Watch): Close then
+	// removes it from the loop.
+	loop      *observer.Loop
 	unit      string
 	listeners []*Listener
 
@@ -37,10 +40,12 @@ type Watcher struct {
 }
 
 // Watch starts watching listeners with a new source named "socket" on
-// loop. The loop cannot drop a source, so a manager that opens and closes
-// sockets over its life should make one source and use WatchOn.
+// loop; Close removes that source again. A manager with many socket units
+// may rather make one source and share it with WatchOn.
 func Watch(loop *observer.Loop, listeners []*Listener, unit string) *Watcher {
-	return WatchOn(loop.NewSource("socket", 0), listeners, unit)
+	w := WatchOn(loop.NewSource("socket", 0), listeners, unit)
+	w.loop = loop
+	return w
 }
 
 // WatchOn starts watching listeners, posting to source. At most one event
@@ -74,8 +79,9 @@ func (w *Watcher) Resume() {
 	w.resumed = make(chan struct{})
 }
 
-// Close stops watching and waits for the watching goroutines. The
-// listeners stay open: they belong to the caller.
+// Close stops watching and waits for the watching goroutines; a source
+// that Watch made leaves the loop. The listeners stay open: they belong to
+// the caller.
 func (w *Watcher) Close() {
 	w.mu.Lock()
 	if w.closed {
@@ -92,6 +98,9 @@ func (w *Watcher) Close() {
 	w.wg.Wait()
 	for _, l := range w.listeners {
 		l.File.SetReadDeadline(time.Time{})
+	}
+	if w.loop != nil {
+		w.loop.RemoveSource(w.source)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -212,5 +213,39 @@ func TestWatchClose(t *testing.T) {
 		t.Fatalf("accept after Close: %v", err)
 	} else {
 		a.Close()
+	}
+}
+
+// Watch makes a source and Close removes it: 200 watch/close rounds on
+// the same listener leave the loop with the sources it had, and the
+// watching goroutines are gone.
+func TestWatchCloseRemovesItsSource(t *testing.T) {
+	loop, ch := readableEvents(t)
+	ls := openSpec(t, Spec{Unit: "cycle.socket", Listen: []Address{mustParse(t, Stream, filepath.Join(t.TempDir(), "c.sock"))}})
+	before := len(loop.Sources())
+	goroutines := runtime.NumGoroutine()
+	for i := 0; i < 200; i++ {
+		w := Watch(loop, ls, "cycle.socket")
+		if n := len(loop.Sources()); n != before+1 {
+			t.Fatalf("round %d: %d sources while watching, want %d", i, n, before+1)
+		}
+		w.Close()
+	}
+	if n := len(loop.Sources()); n != before {
+		t.Fatalf("after 200 watch/close rounds: %d sources, want %d", n, before)
+	}
+	// The last round still works: a connection fires one event.
+	w := Watch(loop, ls, "cycle.socket")
+	defer w.Close()
+	c, err := net.Dial("unix", ls[0].Address.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ev := nextEvent(t, ch); ev.Attrs["unit"] != "cycle.socket" {
+		t.Errorf("event %v", ev.Attrs)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines+5 {
+		t.Errorf("%d goroutines after 200 rounds, %d before", n, goroutines)
 	}
 }

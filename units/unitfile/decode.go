@@ -247,8 +247,16 @@ type parsedFile struct {
 // parseFile reads and parses path; Scan runs it for many files at once.
 func parseFile(path string) *parsedFile {
 	data, err := os.ReadFile(path)
-	pf := &parsedFile{src: string(data), readErr: err}
-	if err == nil && len(data) > 0 {
+	if err != nil {
+		return &parsedFile{src: string(data), readErr: err}
+	}
+	return parseData(data)
+}
+
+// parseData parses a unit file's content as TOML.
+func parseData(data []byte) *parsedFile {
+	pf := &parsedFile{src: string(data)}
+	if len(data) > 0 {
 		_, pf.tomlErr = toml.Decode(pf.src, &pf.raw)
 	}
 	return pf

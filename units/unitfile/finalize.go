@@ -98,6 +98,15 @@ func (d *unitDecoder) finalizeService(s *ServiceSection) {
 	if !d.isSet("service", "timeout-abort") {
 		s.TimeoutAbort = s.TimeoutStop
 	}
+	switch s.StandardInput.Kind {
+	case StdIOSocket, StdIOTTY, StdIOTTYForce, StdIOTTYFail:
+		// systemd: with a connection or a terminal on standard input,
+		// standard output defaults to inherit (and error, inheriting
+		// output, follows): the reply goes back where the input came from.
+		if !d.isSet("service", "standard-output") {
+			s.StandardOutput = StdIO{Kind: StdIOInherit}
+		}
+	}
 	if (s.Type == ServiceNotify || s.Type == ServiceNotifyReload || s.Watchdog > 0) && !d.isSet("service", "notify-access") {
 		s.NotifyAccess = NotifyMain
 	}

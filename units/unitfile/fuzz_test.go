@@ -81,7 +81,8 @@ func FuzzExecLine(f *testing.F) {
 }
 
 func FuzzDuration(f *testing.F) {
-	for _, s := range []string{"1min 30s", "500ms", "1.5s", "infinity", "5", "1y 2M 3w", "0.000000001s", "9223372036s"} {
+	for _, s := range []string{"1min 30s", "500ms", "1.5s", "infinity", "5", "1y 2M 3w", "0.000000001s", "9223372036s",
+		"+5s", "1000y", "5ns", "1h 30min", "1h30min", "0.0000019s", "1.500000s", "2 h", "infinity 5s"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -91,6 +92,9 @@ func FuzzDuration(f *testing.F) {
 		}
 		if d < 0 {
 			t.Fatalf("%q gave negative %v", s, d)
+		}
+		if d != Infinity && d%time.Microsecond != 0 {
+			t.Fatalf("%q gave %v, finer than systemd's microseconds", s, d)
 		}
 		back, err := ParseDuration(FormatDuration(d))
 		if err != nil || back != d {

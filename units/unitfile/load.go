@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Paths is a unit search path: directories in priority order, the first
@@ -63,9 +64,20 @@ func (c *catalog) file(path string) *parsedFile {
 }
 
 // readAhead reads and parses files on every CPU: reading and parsing are
-// most of the cost of a Scan, and files are independent.
-func (c *catalog) readAhead(paths []string) {
+// most of the cost of a Scan, and files are independent. With a cache,
+// files that did not change since the last Scan are taken from it (one
+// stat each) and the others are read, parsed and remembered.
+func (c *catalog) readAhead(paths []string, cache *FileCache) {
 	results := make([]*parsedFile, len(paths))
+	type reading struct {
+		stamp FileStamp
+		fresh bool // read now (not from the cache) and stamped
+	}
+	readings := make([]reading, len(paths))
+	var readAt time.Time
+	if cache != nil {
+		readAt = cache.now()
+	}
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(paths)) {
@@ -73,7 +85,16 @@ func (c *catalog) readAhead(paths []string) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				results[i] = parseFile(paths[i])
+				if cache == nil {
+					results[i] = parseFile(paths[i])
+					continue
+				}
+				if pf, _, ok := cache.lookup(paths[i]); ok {
+					results[i] = pf
+					continue
+				}
+				pf, stamp, ok := readStamped(paths[i])
+				results[i], readings[i] = pf, reading{stamp, ok}
 			}
 		}()
 	}
@@ -85,6 +106,12 @@ func (c *catalog) readAhead(paths []string) {
 	c.parsed = make(map[string]*parsedFile, len(paths))
 	for i, p := range paths {
 		c.parsed[p] = results[i]
+		if readings[i].fresh {
+			cache.remember(p, results[i], readings[i].stamp, readAt)
+		}
+	}
+	if cache != nil {
+		cache.keepOnly(paths)
 	}
 }
 
@@ -441,6 +468,12 @@ func Load(paths Paths, name string, ctx Context) (*Unit, error) {
 // warnings included, see HasErrors) and of the directories. Scan never
 // stops early.
 func Scan(paths Paths, ctx Context) (map[string]*Unit, []error) {
+	return ScanCached(paths, ctx, nil)
+}
+
+// ScanCached is Scan that takes unchanged files from cache (see FileCache)
+// and leaves in it the files of this scan; a nil cache reads every file.
+func ScanCached(paths Paths, ctx Context, cache *FileCache) (map[string]*Unit, []error) {
 	c := readCatalog(paths, &ctx)
 	names := make([]string, 0, len(c.entries))
 	for name := range c.entries {
@@ -473,7 +506,7 @@ func Scan(paths Paths, ctx Context) (map[string]*Unit, []error) {
 			files = append(files, c.dropIns(r.primary)...)
 		}
 	}
-	c.readAhead(files)
+	c.readAhead(files, cache)
 	units := make(map[string]*Unit, len(primaries))
 	var problems []error
 	for _, n := range primaries {

@@ -372,7 +372,7 @@ cores = 0
 		"foo.service:18:1: [service] exec-strat: unknown key (did you mean 'exec-start'?)",
 		"foo.service:19:1: [service] type: expected one of simple, exec, forking, oneshot, notify, notify-reload, idle, dbus, got \"forkin\" (did you mean 'forking'?)",
 		"foo.service:20:1: [service] restart: expected one of no, on-success, on-failure, on-abnormal, on-watchdog, on-abort, always, got integer 5",
-		`foo.service:21:1: [service] restart-sec: time span "fast": expected a number at offset 0`,
+		`foo.service:21:1: [service] restart-sec: time span "fast", at offset 0: expected a number, found "fast"`,
 		`foo.service:22:29: [service.environment] 9BAD: invalid environment variable name "9BAD"`,
 		`foo.service:23:1: [service] user: invalid user or group name "-bad": must not start with '-'`,
 		"foo.service:24:1: [service] nice: -21 out of range -20..19",

@@ -46,6 +46,7 @@ type Unit struct {
 	Path      *PathSection      `section:"path" types:"path"`
 	Timer     *TimerSection     `section:"timer" types:"timer"`
 	Target    *TargetSection    `section:"target" types:"target"`
+	Scope     *ScopeSection     `section:"scope" types:"scope"`
 	Resources *ResourcesSection `section:"resources" types:"service socket mount slice scope"`
 	// Trigger is events that start the unit (services, targets, mounts).
 	Trigger *TriggerSection `section:"trigger" types:"service target mount"`
@@ -326,6 +327,16 @@ type TimerSection struct {
 // section may be present and empty.
 type TargetSection struct{}
 
+// ScopeSection is [scope]: a scope runs no command of its own; it holds
+// processes started elsewhere (systemd-run --scope), so scopes are only
+// made at run time, as transient units.
+type ScopeSection struct {
+	TimeoutStop time.Duration `key:"timeout-stop"` // default 90s
+	RuntimeMax  time.Duration `key:"runtime-max"`  // default Infinity
+
+	KillContext
+}
+
 // ResourcesSection is [resources]: the unit's cgroup and its limits
 // (issue 4), for services, sockets, mounts, slices and scopes.
 type ResourcesSection struct {
@@ -518,6 +529,12 @@ func (s *MountSection) setDefaults() {
 }
 
 func (s *AutomountSection) setDefaults() { s.DirectoryMode = 0o755 }
+
+func (s *ScopeSection) setDefaults() {
+	s.TimeoutStop = 90 * time.Second
+	s.RuntimeMax = Infinity
+	s.KillContext.setDefaults()
+}
 
 func (s *SwapSection) setDefaults() { s.Timeout = 90 * time.Second }
 

@@ -11,139 +11,51 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vigil/units/calendar"
 )
 
 // Infinity is the duration that means "never" (systemd's "infinity"):
 // a timeout of Infinity never fires.
 const Infinity time.Duration = math.MaxInt64
 
-// durationUnit gives the length of a systemd time unit, as in
-// systemd.time(7): the units are case-sensitive ("m" is a minute, "M" a month).
-func durationUnit(u string) (time.Duration, bool) {
-	switch u {
-	case "ns", "nsec":
-		return time.Nanosecond, true
-	case "us", "usec", "µs", "μs":
-		return time.Microsecond, true
-	case "ms", "msec":
-		return time.Millisecond, true
-	case "", "s", "sec", "second", "seconds":
-		return time.Second, true
-	case "m", "min", "minute", "minutes":
-		return time.Minute, true
-	case "h", "hr", "hour", "hours":
-		return time.Hour, true
-	case "d", "day", "days":
-		return 24 * time.Hour, true
-	case "w", "week", "weeks":
-		return 7 * 24 * time.Hour, true
-	case "M", "month", "months":
-		return time.Duration(30.44 * 24 * float64(time.Hour)), true
-	case "y", "year", "years":
-		return time.Duration(365.25 * 24 * float64(time.Hour)), true
-	}
-	return 0, false
-}
-
-// ParseDuration parses a systemd time span: one or more components of a
-// number (with an optional fraction) and a unit ("1min 30s", "1h30m",
-// "500ms", "1.5s"); a bare number is seconds; "infinity" gives Infinity.
+// ParseDuration parses a unit file's time span with systemd's parse_sec
+// rules (calendar.ParseTimespan is the one parser for both): components of
+// a number with an optional fraction and a unit, us, ms, s, min, h, d, w,
+// M (30.44 days), y (365.25 days) and their long forms ("1min 30s",
+// "1h30min", "500 ms", "+5s"); a bare number is seconds; digits finer than
+// a microsecond are dropped, not rounded; "infinity" gives Infinity.
+//
+// A span longer than a time.Duration holds (about 292 years, while systemd
+// counts to 584,000) saturates to Infinity: a timeout that far out never
+// fires either way.
 func ParseDuration(s string) (time.Duration, error) {
-	in := strings.TrimSpace(s)
-	if in == "infinity" {
-		return Infinity, nil
+	t, err := calendar.ParseTimespan(s)
+	if err != nil {
+		return 0, err
 	}
-	if in == "" {
-		return 0, fmt.Errorf("empty time span")
-	}
-	var total time.Duration
-	for i := 0; i < len(in); {
-		for i < len(in) && in[i] == ' ' {
-			i++
-		}
-		if i == len(in) {
-			break
-		}
-		start := i
-		for i < len(in) && in[i] >= '0' && in[i] <= '9' {
-			i++
-		}
-		intPart := in[start:i]
-		fracPart := ""
-		if i < len(in) && in[i] == '.' {
-			i++
-			fs := i
-			for i < len(in) && in[i] >= '0' && in[i] <= '9' {
-				i++
-			}
-			fracPart = in[fs:i]
-		}
-		if intPart == "" && fracPart == "" {
-			return 0, fmt.Errorf("time span %q: expected a number at offset %d", s, start)
-		}
-		for i < len(in) && in[i] == ' ' {
-			i++
-		}
-		us := i
-		for i < len(in) && in[i] != ' ' && (in[i] < '0' || in[i] > '9') && in[i] != '.' {
-			i++
-		}
-		unit, ok := durationUnit(in[us:i])
-		if us == i && i < len(in) && in[i] != ' ' {
-			return 0, fmt.Errorf("time span %q: unexpected %q at offset %d", s, in[i], i)
-		}
-		if !ok {
-			return 0, fmt.Errorf("time span %q: unknown unit %q (use us, ms, s, min, h, d, w, M, y)", s, in[us:i])
-		}
-		var n uint64
-		if intPart != "" {
-			var err error
-			n, err = strconv.ParseUint(intPart, 10, 63)
-			if err != nil {
-				return 0, fmt.Errorf("time span %q: number too large", s)
-			}
-		}
-		if n > uint64(math.MaxInt64/int64(unit)) {
-			return 0, fmt.Errorf("time span %q: too large", s)
-		}
-		part := time.Duration(n) * unit
-		if fracPart != "" {
-			f, _ := strconv.ParseFloat("0."+fracPart, 64)
-			part += time.Duration(math.Round(f * float64(unit)))
-		}
-		if total > math.MaxInt64-part || part < 0 {
-			return 0, fmt.Errorf("time span %q: too large", s)
-		}
-		total += part
-	}
-	if total == Infinity {
-		return 0, fmt.Errorf("time span %q: too large", s)
-	}
-	return total, nil
+	return durationOfTimespan(t), nil
 }
 
-// FormatDuration renders d in systemd's style ("1min 30s", "infinity").
+// durationOfTimespan converts a timespan, saturating at Infinity.
+func durationOfTimespan(t calendar.Timespan) time.Duration {
+	if t == calendar.Infinity || t > calendar.Timespan(math.MaxInt64/int64(time.Microsecond)) {
+		return Infinity
+	}
+	return time.Duration(t) * time.Microsecond
+}
+
+// FormatDuration renders d as systemd's format_timespan does ("1min 30s",
+// "1.500000s", "infinity"), to the microsecond; ParseDuration reads it
+// back.
 func FormatDuration(d time.Duration) string {
 	if d == Infinity {
 		return "infinity"
 	}
-	if d == 0 {
-		return "0"
+	if d < 0 {
+		d = 0
 	}
-	type unit struct {
-		name string
-		len  time.Duration
-	}
-	units := [...]unit{{"d", 24 * time.Hour}, {"h", time.Hour}, {"min", time.Minute},
-		{"s", time.Second}, {"ms", time.Millisecond}, {"us", time.Microsecond}, {"ns", 1}}
-	var parts []string
-	for _, u := range units {
-		if d >= u.len {
-			parts = append(parts, fmt.Sprintf("%d%s", d/u.len, u.name))
-			d %= u.len
-		}
-	}
-	return strings.Join(parts, " ")
+	return calendar.FormatTimespan(calendar.Timespan(d / time.Microsecond))
 }
 
 // durationFromTOML accepts a time span string, or a TOML integer or float
@@ -164,7 +76,8 @@ func durationFromTOML(raw any) (time.Duration, error) {
 		if math.IsInf(v, 1) {
 			return Infinity, nil
 		}
-		return time.Duration(v * float64(time.Second)), nil
+		// To the microsecond, as a span written as a string.
+		return time.Duration(v*float64(time.Second/time.Microsecond)) * time.Microsecond, nil
 	}
 	return 0, typeError("a time span (\"1min 30s\") or a number of seconds", raw)
 }

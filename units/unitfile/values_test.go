@@ -24,7 +24,8 @@ func TestParseDuration(t *testing.T) {
 		{in: " 10 s ", want: 10 * time.Second},
 		{in: "1d 2h 3min 4s 5ms 6us", want: 26*time.Hour + 3*time.Minute + 4*time.Second + 5*time.Millisecond + 6*time.Microsecond},
 		{in: "1w", want: 7 * 24 * time.Hour},
-		{in: "1M", want: time.Duration(30.44 * 24 * float64(time.Hour))},
+		{in: "1M", want: 2629800 * time.Second}, // systemd's USEC_PER_MONTH, 30.44 days
+		{in: "1 month", want: 2629800 * time.Second},
 		{in: "1m", want: time.Minute},
 		{in: "3 minutes", want: 3 * time.Minute},
 		{in: "1y", want: time.Duration(365.25 * 24 * float64(time.Hour))},
@@ -38,8 +39,24 @@ func TestParseDuration(t *testing.T) {
 		{in: "1.2.3s", bad: true},
 		{in: "s", bad: true},
 		{in: "99999999999999999999s", bad: true},
-		{in: "300y", bad: true},
 		{in: "inf", bad: true},
+		// systemd's parse_sec, where the old parser differed.
+		{in: "+5s", want: 5 * time.Second},
+		{in: "5ns", bad: true},
+		{in: "5 nsec", bad: true},
+		{in: "0.0000019s", want: time.Microsecond}, // finer digits are dropped, not rounded
+		{in: "1.9999999ms", want: 1999 * time.Microsecond},
+		{in: "1h 30min", want: 90 * time.Minute},
+		{in: "1h30min", want: 90 * time.Minute},
+		{in: "1.5min", want: 90 * time.Second},
+		{in: "2 h 1 s", want: 2*time.Hour + time.Second},
+		{in: "1y 1M", want: 31557600*time.Second + 2629800*time.Second},
+		{in: "infinity ", want: Infinity},
+		{in: "infinity 5s", bad: true},
+		{in: "5s-", bad: true},
+		// Beyond what a time.Duration holds (~292 years): never.
+		{in: "300y", want: Infinity},
+		{in: "1000y", want: Infinity},
 	}
 	for _, tt := range tests {
 		got, err := ParseDuration(tt.in)
@@ -53,7 +70,7 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 		}
 	}
-	for _, d := range []time.Duration{0, 90 * time.Second, 26*time.Hour + 5*time.Millisecond, Infinity} {
+	for _, d := range []time.Duration{0, 90 * time.Second, 26*time.Hour + 5*time.Millisecond, 1500 * time.Millisecond, 2629800 * time.Second, Infinity} {
 		back, err := ParseDuration(FormatDuration(d))
 		if err != nil || back != d {
 			t.Errorf("ParseDuration(FormatDuration(%v)=%q) = %v, %v", d, FormatDuration(d), back, err)

@@ -117,5 +117,15 @@ func (e *env) runObservers(p *parsed) int {
 	if e.legend {
 		fmt.Fprintf(e.stdout, "\n%d sources.\n", len(res.Sources))
 	}
+	// Restarted or failed sources get a line each below the table, so the
+	// table keeps its columns (scripts read it) and the news stands out.
+	for _, src := range res.Sources {
+		switch {
+		case src.Failed:
+			fmt.Fprintf(e.stdout, "source %s FAILED after %d restarts: %s\n", src.Name, src.Restarts, src.LastError)
+		case src.Restarts > 0:
+			fmt.Fprintf(e.stdout, "source %s restarted %d times; last error: %s\n", src.Name, src.Restarts, src.LastError)
+		}
+	}
 	return exitOK
 }

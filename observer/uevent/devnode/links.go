@@ -1,7 +1,9 @@
 // Package devnode owns what Vigil does to device nodes after devtmpfs made
 // them, in udev's place: the /dev/disk/by-uuid and by-label links of block
-// devices (from the file system's superblock, see blkid) and the owner,
-// group and mode that the rules file /etc/vigil/devices.toml gives a node.
+// devices (from the file system's superblock, see blkid), the by-partuuid
+// and by-partlabel links of partitions (from the disk's partition table,
+// see parttable) and the owner, group and mode that the rules file
+// /etc/vigil/devices.toml gives a node.
 //
 // Every function takes a root directory that stands for "/", so the whole
 // package runs against a temporary tree in tests and against / in PID 1.
@@ -21,7 +23,9 @@ import (
 
 // managedDirs are the link directories this package creates links in and
 // prunes stale links from.
-func managedDirs() []string { return []string{"/dev/disk/by-uuid", "/dev/disk/by-label"} }
+func managedDirs() []string {
+	return []string{"/dev/disk/by-uuid", "/dev/disk/by-label", "/dev/disk/by-partuuid", "/dev/disk/by-partlabel"}
+}
 
 // Link is one symlink: Path (absolute, under /dev) points to Target (the
 // device node, absolute).
@@ -118,7 +122,7 @@ func applyLink(root string, l Link) error {
 }
 
 // Prune removes the links under root's managed directories
-// (/dev/disk/by-uuid, /dev/disk/by-label) that point to devnode, except
+// (/dev/disk/by-uuid, by-label, by-partuuid, by-partlabel) that point to devnode, except
 // those in keep. After a "change" (a new label) call it with the new
 // links; after a "remove" with none.
 func Prune(root, devnode string, keep []Link) error {

@@ -1,0 +1,144 @@
+package dbus
+
+import (
+	"fmt"
+	"math"
+	"net"
+
+	"github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
+)
+
+// The Scope interface (systemd's src/core/dbus-scope.c) and the Manager
+// methods of scopes and of the unit-file verbs link, preset and revert.
+// A scope's state comes from the units package's `show` strings
+// (UnitProps.TypeProps) and its cgroup figures from UnitProps.Service.
+
+// ErrNameScopeNotRunning refuses to abandon a scope that is not running.
+const ErrNameScopeNotRunning = "org.freedesktop.systemd1.ScopeNotRunning"
+
+// scopeProperties is org.freedesktop.systemd1.Scope.
+func scopeProperties() []property {
+	ps := []property{
+		typeStr("Controller", ""),
+		typeStr("Result", "success"),
+		typeUsec("RuntimeMaxUSec", math.MaxUint64),
+		constProp("RuntimeRandomizedExtraUSec", uint64(0)),
+		typeUsec("TimeoutStopUSec", 90_000_000),
+		constProp("OOMPolicy", "stop"),
+		typeStr("KillMode", "control-group"),
+		typeI32("KillSignal", 15),
+		constProp("RestartKillSignal", int32(15)),
+		typeI32("FinalKillSignal", 9),
+		typeBool("SendSIGKILL", true),
+		typeBool("SendSIGHUP", false),
+		constProp("WatchdogSignal", int32(6)),
+	}
+	return append(ps, cgroupProperties(func(o *object) string { return o.service().ControlGroup }, (*object).service)...)
+}
+
+// scopeMethods are the Scope interface's methods.
+func scopeMethods() []method {
+	return append(processMethods(), method{name: "Abandon", write: true, fn: func(c *call, o *object) ([]any, error) {
+		return nil, c.s.m.AbandonScope(o.unit.ID)
+	}})
+}
+
+// scopeAndInstallMethods are the Manager's methods for scopes and for
+// systemctl link, preset, preset-all and revert.
+func scopeAndInstallMethods() []method {
+	changed := func(c *call, ch []InstallChange, err error) ([]any, error) {
+		if err != nil {
+			return nil, err
+		}
+		c.s.post(Event{Kind: EventUnitFilesChanged})
+		return []any{changeRows(ch)}, nil
+	}
+	preset := func(c *call, names []string, mode string) ([]any, error) {
+		carries, ch, err := c.s.m.PresetUnitFiles(names, mode)
+		if err != nil {
+			return nil, err
+		}
+		c.s.post(Event{Kind: EventUnitFilesChanged})
+		return []any{carries, changeRows(ch)}, nil
+	}
+	return []method{
+		{name: "AbandonScope", in: "s", argNames: []string{"name"}, write: true, fn: func(c *call, _ *object) ([]any, error) {
+			name := c.str(0)
+			if !validUnitName(name) || unitType(name) != "scope" {
+				return nil, Errorf(ErrNameInvalidArgs, "Unit %s is not a scope.", name)
+			}
+			return nil, c.s.m.AbandonScope(name)
+		}},
+		{name: "LinkUnitFiles", in: "asbb", out: "a(sss)", argNames: []string{"files", "runtime", "force", "changes"}, write: true,
+			fn: func(c *call, _ *object) ([]any, error) {
+				ch, err := c.s.m.LinkUnitFiles(c.strs(0), c.bool(1), c.bool(2))
+				return changed(c, ch, err)
+			}},
+		{name: "PresetUnitFiles", in: "asbb", out: "ba(sss)", argNames: []string{"files", "runtime", "force", "carries_install_info", "changes"}, write: true,
+			fn: func(c *call, _ *object) ([]any, error) { return preset(c, c.strs(0), "full") }},
+		{name: "PresetUnitFilesWithMode", in: "assbb", out: "ba(sss)", argNames: []string{"files", "mode", "runtime", "force", "carries_install_info", "changes"}, write: true,
+			fn: func(c *call, _ *object) ([]any, error) { return preset(c, c.strs(0), c.str(1)) }},
+		{name: "PresetAllUnitFiles", in: "sbb", out: "a(sss)", argNames: []string{"mode", "runtime", "force", "changes"}, write: true,
+			fn: func(c *call, _ *object) ([]any, error) {
+				ch, err := c.s.m.PresetAllUnitFiles(c.str(0))
+				return changed(c, ch, err)
+			}},
+		{name: "RevertUnitFiles", in: "as", out: "a(sss)", argNames: []string{"files", "changes"}, write: true,
+			fn: func(c *call, _ *object) ([]any, error) {
+				ch, err := c.s.m.RevertUnitFiles(c.strs(0))
+				return changed(c, ch, err)
+			}},
+	}
+}
+
+// selfUnitPath is the caller's own unit (systemd's unit/self): systemd-run
+// --scope reads its InvocationID there once the scope holds it.
+const selfUnitPath = dbus.ObjectPath(unitPrefix + "self")
+
+// callerUnitPath resolves unit/self: the unit of the calling process, from
+// the peer's credentials on a direct connection or from the bus.
+func (s *Server) callerUnitPath(c *call) (dbus.ObjectPath, error) {
+	pid, err := callerPID(c)
+	if err != nil {
+		return "", Errorf(ErrNameNoUnitForPID, "Cannot find the caller's process: %v", err)
+	}
+	name, err := s.m.UnitByPID(pid)
+	if err != nil {
+		return "", err
+	}
+	return UnitPath(name), nil
+}
+
+func callerPID(c *call) (uint32, error) {
+	if c.p.onBus {
+		sender, _ := c.msg.Headers[dbus.FieldSender].Value().(string)
+		reply, err := c.p.call(ifaceDBus, "/org/freedesktop/DBus", ifaceDBus, "GetConnectionUnixProcessID", busCallTimeout, sender)
+		if err != nil {
+			return 0, err
+		}
+		if pid, ok := reply.Body[0].(uint32); ok && len(reply.Body) == 1 {
+			return pid, nil
+		}
+		return 0, fmt.Errorf("GetConnectionUnixProcessID answered %v", reply.Body)
+	}
+	uc, ok := c.p.c.(*net.UnixConn)
+	if !ok {
+		return 0, fmt.Errorf("not a unix socket")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, credErr
+	}
+	return uint32(cred.Pid), nil
+}
