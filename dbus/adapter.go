@@ -120,6 +120,13 @@ func (a *unitsAdapter) Unit(name string) (UnitProps, bool, error) {
 	return props, found, err
 }
 
+// HasUnit is Unit's found without the properties (unitChecker).
+func (a *unitsAdapter) HasUnit(name string) (bool, error) {
+	var found bool
+	err := a.onLoop(func() { found = a.m.Unit(name) != nil })
+	return found, err
+}
+
 func (a *unitsAdapter) LoadUnit(name string) (UnitProps, error) {
 	var props UnitProps
 	var lerr error

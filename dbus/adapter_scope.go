@@ -7,8 +7,8 @@ import (
 	"vigil/units/api"
 )
 
-// The adapter's share of scopes and of the unit-file verbs link, preset
-// and revert (over units/scope.go and units/unitfileverbs.go). Like
+// The adapter's share of scopes and of the unit-file verbs link, preset,
+// revert and add-wants (over units/scope.go and units/unitfileverbs.go). Like
 // adapter.go, every method runs on the observer loop.
 
 func (a *unitsAdapter) AbandonScope(name string) error {
@@ -53,6 +53,14 @@ func (a *unitsAdapter) RevertUnitFiles(names []string) ([]InstallChange, error) 
 	var ch api.Changes
 	var cerr error
 	err := a.onLoop(func() { ch, cerr = a.m.Revert(names) })
+	out, cerr := changes(ch, cerr)
+	return out, errors.Join(err, cerr)
+}
+
+func (a *unitsAdapter) AddDependencyUnitFiles(names []string, target, dep string, runtime, force bool) ([]InstallChange, error) {
+	var ch api.Changes
+	var cerr error
+	err := a.onLoop(func() { ch, cerr = a.m.AddDependency(names, target, dep, runtime, force) })
 	out, cerr := changes(ch, cerr)
 	return out, errors.Join(err, cerr)
 }

@@ -5,8 +5,9 @@
 // the connection to the system bus under the name org.freedesktop.systemd1,
 // the object tree (Manager, units, jobs) with its properties, introspection
 // and signals. It owns no state of units: everything it shows comes from a
-// Manager (the consumer interface in manager.go); adapter.go implements it
-// over vigil/units and is the only file that imports that package.
+// Manager (the consumer interface in manager.go); adapter.go (with
+// adapter_scope.go) implements it over vigil/units, and they are the only
+// files that import that package.
 //
 // # Route through godbus
 //

@@ -85,6 +85,9 @@ type Manager interface {
 	PresetUnitFiles(names []string, mode string) (carries bool, changes []InstallChange, err error)
 	PresetAllUnitFiles(mode string) ([]InstallChange, error)
 	RevertUnitFiles(names []string) ([]InstallChange, error)
+	// AddDependencyUnitFiles links units into target's .wants (dep
+	// "Wants") or .requires ("Requires") directory.
+	AddDependencyUnitFiles(names []string, target, dep string, runtime, force bool) ([]InstallChange, error)
 }
 
 // ManagerInfo is the Manager object's state.

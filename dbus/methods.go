@@ -141,7 +141,13 @@ func (c *call) unitPathOf(name string) ([]any, error) {
 	if !validUnitName(name) {
 		return nil, Errorf(ErrNameInvalidArgs, "Unit name %s is not valid.", name)
 	}
-	_, ok, err := c.s.m.Unit(name)
+	var ok bool
+	var err error
+	if hc, cheap := c.s.m.(unitChecker); cheap {
+		ok, err = hc.HasUnit(name)
+	} else {
+		_, ok, err = c.s.m.Unit(name)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +155,13 @@ func (c *call) unitPathOf(name string) ([]any, error) {
 		return nil, Errorf(ErrNameNoSuchUnit, "Unit %s not loaded.", name)
 	}
 	return []any{UnitPath(name)}, nil
+}
+
+// unitChecker is a Manager that tells whether a unit is loaded without
+// gathering all its properties (GetUnit, which systemctl calls after every
+// start, needs no more).
+type unitChecker interface {
+	HasUnit(name string) (bool, error)
 }
 
 func (c *call) processes(name string) ([]any, error) {

@@ -128,11 +128,10 @@ func (s *Server) resolve(p dbus.ObjectPath) (*object, error) {
 	ps := string(p)
 	switch {
 	case p == managerPath:
-		info, err := s.m.Info()
-		if err != nil {
-			return nil, err
-		}
-		return &object{kind: kindManager, path: p, info: &info, ifcs: []*iface{s.t.manager}, nodes: []string{"unit", "job"}}, nil
+		// The Manager's properties are fetched by readProperties, when a
+		// call reads them: Info walks every unit on the loop, which its
+		// methods (ListUnits, StartUnit, GetUnit...) do not need.
+		return &object{kind: kindManager, path: p, ifcs: []*iface{s.t.manager}, nodes: []string{"unit", "job"}}, nil
 	case strings.HasPrefix(ps, unitPrefix):
 		name := UnescapeBusLabel(ps[len(unitPrefix):])
 		if !validUnitName(name) {
@@ -194,6 +193,20 @@ func (s *Server) resolve(p dbus.ObjectPath) (*object, error) {
 		return o, nil
 	}
 	return nil, Errorf(ErrNameUnknownObject, "Unknown object '%s'.", p)
+}
+
+// readProperties fetches the state o's properties are read from, if
+// resolve left it for later.
+func (s *Server) readProperties(o *object) error {
+	if o.kind != kindManager || o.info != nil {
+		return nil
+	}
+	info, err := s.m.Info()
+	if err != nil {
+		return err
+	}
+	o.info = &info
+	return nil
 }
 
 // notFoundUnit is how a unit that is not loaded reads.

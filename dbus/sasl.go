@@ -37,7 +37,11 @@ func NewGUID() string {
 
 // ServerHandshake runs the server side of D-Bus SASL EXTERNAL on r/w for a
 // peer whose kernel-verified uid is peerUID. It reads one byte at a time so
-// that nothing after "BEGIN\r\n" is consumed: r must not buffer ahead. It
+// that nothing after "BEGIN\r\n" is consumed: r must not buffer ahead,
+// unless it is the *bufio.Reader the caller goes on reading messages from.
+// Replies are written when r has nothing more buffered, so that a client
+// that sends the whole handshake at once (sd-bus) gets all the replies in
+// one write, and each client's reply comes before ServerHandshake waits. It
 // accepts sd-bus's form (AUTH EXTERNAL without identity, a DATA challenge,
 // then an empty DATA), libdbus's (AUTH EXTERNAL <hex uid>) and GDBus's
 // (a bare AUTH first, answered with REJECTED). The claimed identity, if
@@ -57,12 +61,23 @@ func ServerHandshake(r io.Reader, w io.Writer, peerUID uint32, guid string, allo
 		authed
 	)
 	state := waitAuth
+	var pending []byte
 	reply := func(s string) error {
-		if _, err := io.WriteString(w, s+"\r\n"); err != nil {
-			return fmt.Errorf("sasl: write %q: %w", s, err)
-		}
+		pending = append(append(pending, s...), '\r', '\n')
 		return nil
 	}
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		_, err := w.Write(pending)
+		if err != nil {
+			err = fmt.Errorf("sasl: write %q: %w", pending, err)
+		}
+		pending = pending[:0]
+		return err
+	}
+	lines := &flushingReader{r: r, flush: flush}
 	// accept checks a claimed identity (hex of the decimal uid; empty
 	// means "the one the transport proves").
 	accept := func(hexID string) bool {
@@ -76,7 +91,7 @@ func ServerHandshake(r io.Reader, w io.Writer, peerUID uint32, guid string, allo
 		return string(id) == strconv.FormatUint(uint64(peerUID), 10)
 	}
 	for n := 0; n < saslMaxLines; n++ {
-		line, err := readSASLLine(r)
+		line, err := readSASLLine(lines)
 		if err != nil {
 			return res, err
 		}
@@ -117,7 +132,7 @@ func ServerHandshake(r io.Reader, w io.Writer, peerUID uint32, guid string, allo
 				err = reply("ERROR fd passing is not supported")
 			}
 		case cmd == "BEGIN" && arg == "" && state == authed:
-			return res, nil
+			return res, flush()
 		default:
 			err = reply("ERROR")
 		}
@@ -125,7 +140,23 @@ func ServerHandshake(r io.Reader, w io.Writer, peerUID uint32, guid string, allo
 			return res, err
 		}
 	}
-	return res, errAuthRejected
+	return res, errors.Join(errAuthRejected, flush())
+}
+
+// flushingReader writes the pending replies before a read that would wait
+// for the peer: always, unless r is buffered and has bytes left.
+type flushingReader struct {
+	r     io.Reader
+	flush func() error
+}
+
+func (f *flushingReader) Read(p []byte) (int, error) {
+	if b, ok := f.r.(interface{ Buffered() int }); !ok || b.Buffered() == 0 {
+		if err := f.flush(); err != nil {
+			return 0, err
+		}
+	}
+	return f.r.Read(p)
 }
 
 // readSASLLine reads one CRLF-terminated line byte by byte and returns it

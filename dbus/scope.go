@@ -45,7 +45,7 @@ func scopeMethods() []method {
 }
 
 // scopeAndInstallMethods are the Manager's methods for scopes and for
-// systemctl link, preset, preset-all and revert.
+// systemctl link, preset, preset-all, revert and add-wants/add-requires.
 func scopeAndInstallMethods() []method {
 	changed := func(c *call, ch []InstallChange, err error) ([]any, error) {
 		if err != nil {
@@ -87,6 +87,11 @@ func scopeAndInstallMethods() []method {
 		{name: "RevertUnitFiles", in: "as", out: "a(sss)", argNames: []string{"files", "changes"}, write: true,
 			fn: func(c *call, _ *object) ([]any, error) {
 				ch, err := c.s.m.RevertUnitFiles(c.strs(0))
+				return changed(c, ch, err)
+			}},
+		{name: "AddDependencyUnitFiles", in: "asssbb", out: "a(sss)", argNames: []string{"files", "target", "type", "runtime", "force", "changes"}, write: true,
+			fn: func(c *call, _ *object) ([]any, error) {
+				ch, err := c.s.m.AddDependencyUnitFiles(c.strs(0), c.str(1), c.str(2), c.bool(3), c.bool(4))
 				return changed(c, ch, err)
 			}},
 	}

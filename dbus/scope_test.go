@@ -233,3 +233,56 @@ func TestScopeOverGodbus(t *testing.T) {
 		t.Errorf("AbandonScope of a collected scope: %v", err)
 	}
 }
+
+// FuzzTransientScopeProperties feeds arbitrary StartTransientUnit bodies
+// to the translation of a scope's properties: errors, never panics;
+// whatever is accepted has positive PIDs and names only a scope's
+// sections.
+func FuzzTransientScopeProperties(f *testing.F) {
+	seed := func(props []propT) {
+		body := []any{"run-x.scope", "fail", props, []auxT{}}
+		msg := &dbus.Message{Type: dbus.TypeMethodCall, Headers: map[dbus.HeaderField]dbus.Variant{
+			dbus.FieldPath:      dbus.MakeVariant(managerPath),
+			dbus.FieldMember:    dbus.MakeVariant("StartTransientUnit"),
+			dbus.FieldSignature: dbus.MakeVariant(dbus.SignatureOf(body...)),
+		}, Body: body}
+		if b, err := encodeWire(msg); err == nil {
+			f.Add(b)
+		}
+	}
+	// What systemd-run --scope sends.
+	seed([]propT{{"Description", dbus.MakeVariant("/bin/sh -c true")}, {"PIDs", dbus.MakeVariant([]uint32{4242})}})
+	seed([]propT{{"PIDs", dbus.MakeVariant([]uint32{1, 2})}, {"Slice", dbus.MakeVariant("user.slice")},
+		{"KillMode", dbus.MakeVariant("mixed")}, {"TimeoutStopUSec", dbus.MakeVariant(uint64(5_000_000))},
+		{"SendSIGHUP", dbus.MakeVariant(true)}, {"After", dbus.MakeVariant([]string{"a.service"})}})
+	seed([]propT{{"PIDFDs", dbus.MakeVariant([]int32{3})}})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		msg, err := decodeFrame(frame)
+		if err != nil || len(msg.Body) != 4 {
+			return
+		}
+		props, err := decodeAssignments(msg.Body[2])
+		if err != nil {
+			return
+		}
+		spec, err := transientSpec("run-x.scope", props)
+		if err != nil {
+			return
+		}
+		if len(spec.PIDs) == 0 {
+			t.Fatalf("a scope without PIDs was accepted")
+		}
+		for _, pid := range spec.PIDs {
+			if pid <= 0 {
+				t.Fatalf("PID %d accepted", pid)
+			}
+		}
+		for _, s := range spec.Settings {
+			switch s.Section {
+			case "unit", "scope", "resources":
+			default:
+				t.Fatalf("section %q in a scope", s.Section)
+			}
+		}
+	})
+}

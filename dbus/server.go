@@ -243,14 +243,18 @@ func (s *Server) ServeConn(c *net.UnixConn) {
 		return
 	}
 	c.SetDeadline(time.Now().Add(s.opts.AuthTimeout))
-	if _, err := ServerHandshake(c, c, uid, s.guid, true); err != nil {
+	// The handshake reads through the reader the messages are read from:
+	// what a client sends after BEGIN stays in its buffer, and the
+	// handshake's lines cost no system call per byte.
+	r := bufio.NewReaderSize(&fdDroppingReader{c: c, oob: make([]byte, unix.CmsgSpace(253*4))}, 64<<10)
+	if _, err := ServerHandshake(r, c, uid, s.guid, true); err != nil {
 		s.rejected.Add(1)
 		return
 	}
 	c.SetDeadline(time.Time{})
 	p := newPeerConn(c, s.opts.QueueLength, false)
 	p.uid = uid
-	s.serve(p, bufio.NewReaderSize(&fdDroppingReader{c: c, oob: make([]byte, unix.CmsgSpace(253*4))}, 64<<10), 1)
+	s.serve(p, r, 1)
 }
 
 // serve runs a connection: the writer, the handlers, and the reader in this
@@ -358,7 +362,15 @@ func (s *Server) sendMessage(p *peerConn, msg *dbus.Message) {
 	frame, err := encodeWire(msg)
 	if err != nil {
 		s.opts.Logf("dbus: %v", err)
-		frame, err = encodeWire(errorTo(msg, p.onBus, ErrNameFailed, "internal error: "+err.Error()))
+		// msg is our reply (a name that is not UTF-8 echoed back, say):
+		// the error must answer the call msg answers, or the client
+		// waits for a reply that never comes.
+		serial, _ := msg.Headers[dbus.FieldReplySerial].Value().(uint32)
+		if serial == 0 {
+			return
+		}
+		caller, _ := msg.Headers[dbus.FieldDestination].Value().(string)
+		frame, err = encodeWire(errorToSerial(serial, caller, p.onBus, ErrNameFailed, "internal error: "+err.Error()))
 		if err != nil {
 			return
 		}
@@ -427,10 +439,16 @@ func (s *Server) dispatch(p *peerConn, msg *dbus.Message) ([]any, error) {
 			if sig != "ss" {
 				return nil, invalidArgs(member, sig, "ss")
 			}
+			if err := s.readProperties(o); err != nil {
+				return nil, err
+			}
 			return s.getProperty(o, c.str(0), c.str(1))
 		case "GetAll":
 			if sig != "s" {
 				return nil, invalidArgs(member, sig, "s")
+			}
+			if err := s.readProperties(o); err != nil {
+				return nil, err
 			}
 			return s.getAll(o, c.str(0))
 		case "Set":

@@ -8,7 +8,8 @@ import (
 )
 
 // TestSystemctlLinkPresetRevert runs systemd 252's systemctl link,
-// preset, preset-all and revert against Vigil over the private socket.
+// preset, preset-all, add-wants and revert against Vigil over the private
+// socket.
 func TestSystemctlLinkPresetRevert(t *testing.T) {
 	h := newProcHarness(t, moreUnits())
 	outside := filepath.Join(h.dir, "elsewhere")
@@ -72,12 +73,24 @@ func TestSystemctlLinkPresetRevert(t *testing.T) {
 		t.Errorf("is-enabled after preset-all: %q", out)
 	}
 
+	// add-wants links a unit into a target's .wants.
+	out, code = h.systemctl("add-wants", "test.target", "once.service")
+	expectCode(t, "add-wants", out, code, 0)
+	wants := filepath.Join(h.units, "test.target.wants", "once.service")
+	if target, err := os.Readlink(wants); err != nil || target != filepath.Join(h.units, "once.service") || !strings.Contains(out, wants) {
+		t.Errorf("add-wants made %s -> %q (%v); said:\n%s", wants, target, err, out)
+	}
+	out, _ = h.systemctl("show", "-p", "Wants", "--value", "test.target")
+	if !strings.Contains(out, "once.service") {
+		t.Errorf("test.target does not want once.service after add-wants: %q", out)
+	}
+
 	// revert removes drop-ins (set-property's) and masks.
 	out, code = h.systemctl("set-property", "sleeper.service", "CPUWeight=50")
 	expectCode(t, "set-property", out, code, 0)
-	out, code = h.systemctl("mask", "once.service")
+	out, code = h.systemctl("mask", "ghost.service")
 	expectCode(t, "mask", out, code, 0)
-	out, code = h.systemctl("revert", "sleeper.service", "once.service")
+	out, code = h.systemctl("revert", "sleeper.service", "ghost.service")
 	expectCode(t, "revert", out, code, 0)
 	dropIns := filepath.Join(h.units, "sleeper.service.d")
 	if !strings.Contains(out, "Removed") || !strings.Contains(out, dropIns) {
@@ -86,8 +99,8 @@ func TestSystemctlLinkPresetRevert(t *testing.T) {
 	if _, err := os.Stat(dropIns); !os.IsNotExist(err) {
 		t.Errorf("revert left %s: %v", dropIns, err)
 	}
-	if out, _ = h.systemctl("is-enabled", "once.service"); strings.TrimSpace(out) == "masked" {
-		t.Errorf("once.service still masked after revert")
+	if _, err := os.Lstat(filepath.Join(h.units, "ghost.service")); !os.IsNotExist(err) {
+		t.Errorf("the mask of ghost.service survived revert: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(h.units, "sleeper.service")); err != nil {
 		t.Errorf("revert removed a unit file that has no vendor version: %v", err)

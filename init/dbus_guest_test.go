@@ -377,6 +377,11 @@ step gdbus-introspect gdbus introspect --system --dest org.freedesktop.systemd1 
 step systemd-run systemd-run --wait --unit=transient-test -p Description=Transient /bin/sh -c 'echo transient-ran > /run/transient'
 step systemd-run-file cat /run/transient
 step systemd-run-fail systemd-run --wait --unit=transient-fail /bin/sh -c 'exit 3'
+step systemd-run-scope systemd-run --scope --unit=scope-test /bin/sh -c 'cat /proc/self/cgroup'
+mkdir -p /run/outside
+printf '[service]\ntype = "oneshot"\nexec-start = "/bin/true"\n' > /run/outside/linked.service
+step link systemctl link /run/outside/linked.service
+step link-start systemctl start linked.service
 
 # --- go-systemd ---
 step gosd-private dbusclient gosd private
@@ -631,6 +636,9 @@ func checkSystemdRun(t *testing.T, steps map[string]stepResult) {
 	c.okHas("systemd-run-file", `^transient-ran$`)
 	c.code("systemd-run-fail", 3)
 	c.has("systemd-run-fail", `Finished with result: exit-code`, `Main processes terminated with: code=exited/status=3`)
+	c.okHas("systemd-run-scope", `Running scope as unit: scope-test\.scope`, `(?m)^0::/system\.slice/scope-test\.scope$`)
+	c.okHas("link", `Created symlink /etc/vigil/units/linked\.service (→|->) /run/outside/linked\.service`)
+	c.code("link-start", 0)
 }
 
 func checkGoSystemd(t *testing.T, steps map[string]stepResult) {

@@ -12,8 +12,8 @@ import (
 )
 
 // DefaultModules returns the kernel modules a QEMU guest of the Debian kernel
-// needs for virtio devices, 9p shares, ext4 disks and autofs. Their
-// dependencies come from modules.dep.
+// needs for virtio devices, 9p shares, ext4 disks, autofs and loop mounts.
+// Their dependencies come from modules.dep.
 //
 // crc32c_generic is named because ext4 and jbd2 only name it as a soft
 // dependency ("softdep ext4 pre: crypto-crc32c" in modules.softdep), which
@@ -23,7 +23,7 @@ import (
 func DefaultModules() []string {
 	return []string{
 		"virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng",
-		"9p", "9pnet_virtio", "crc32c_generic", "ext4", "autofs4",
+		"9p", "9pnet_virtio", "crc32c_generic", "ext4", "autofs4", "loop",
 	}
 }
 

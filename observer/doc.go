@@ -8,7 +8,9 @@
 // the event and counts the drop instead of blocking the source. Everything a
 // guest does in response (its callbacks and actors) runs on the loop
 // goroutine, so guest state needs no locks as long as it is only touched from
-// there; other goroutines talk to the loop with Do.
+// there; other goroutines talk to the loop with Do. A source's goroutines
+// run under Keep (Source.Keep): a panic or an error costs a restart with
+// backoff, counted in SourceInfo, never the source.
 //
 // An event may carry a Hold: the kernel (or a peer) is waiting for a verdict.
 // The hold is released exactly once, on the loop goroutine, and never before

@@ -31,11 +31,17 @@ func guarded(what string, logf func(format string, args ...any), fn func() error
 	return fn()
 }
 
+// logOrStderr is logf, or a writer to stderr when it is nil. A logf that
+// panics itself (a closed log, a bug) is silenced: it runs where nothing
+// else would recover the panic.
 func logOrStderr(logf func(format string, args ...any)) func(format string, args ...any) {
-	if logf != nil {
-		return logf
+	if logf == nil {
+		return func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}
-	return func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	return func(format string, args ...any) {
+		defer func() { _ = recover() }()
+		logf(format, args...)
+	}
 }
 
 // PanicError is what Keep records for a run that ended in a panic.

@@ -74,6 +74,18 @@ func TestKeepRestartsAPanickingSourceUntilItWorks(t *testing.T) {
 	if st := k.Stats(); st.State != KeeperStopped || st.Restarts != panics {
 		t.Errorf("after a clean return: %+v", st)
 	}
+	// A new keeper on the same source retires the stopped one from the
+	// list; its history stays in the source's totals.
+	next := src.Keep("second reader", KeepOptions{}, func() error { return nil })
+	<-next.Done()
+	src.Keep("third reader", KeepOptions{}, func() error { return nil })
+	src.mu.Lock()
+	kept := len(src.keepers)
+	src.mu.Unlock()
+	info = sourceInfo(t, rl.Loop, "flaky")
+	if kept != 1 || info.Restarts != panics || !strings.Contains(info.LastError, "run 3") {
+		t.Errorf("after retiring: %d keepers listed, info %+v", kept, info)
+	}
 }
 
 func TestKeepGivesUpLoudlyOnASourceThatCannotRestart(t *testing.T) {
@@ -118,5 +130,23 @@ func TestKeepStopEndsTheBackoff(t *testing.T) {
 	}
 	if st := k.Stats(); st.State != KeeperStopped || st.Restarts != 0 {
 		t.Errorf("after Stop: %+v", st)
+	}
+}
+
+func TestKeepSurvivesAPanickingLogger(t *testing.T) {
+	var runs atomic.Int32
+	k := Keep("noisy", KeepOptions{Logf: func(string, ...any) { panic("logger down") }, MinDelay: time.Millisecond}, func() error {
+		if runs.Add(1) < 3 {
+			panic("reader down")
+		}
+		return nil
+	})
+	select {
+	case <-k.Done():
+	case <-time.After(wait):
+		t.Fatal("keeper did not finish")
+	}
+	if runs.Load() != 3 || k.Stats().Restarts != 2 {
+		t.Errorf("runs %d, stats %+v: want 3 runs, 2 restarts", runs.Load(), k.Stats())
 	}
 }

@@ -1,9 +1,6 @@
 package observer
 
-import (
-	"sync"
-	"time"
-)
+import "sync"
 
 // Source is one producer's hand-over queue into the loop. Post never blocks:
 // a bounded source drops and counts what does not fit; an unbounded one
@@ -22,8 +19,11 @@ type Source struct {
 	head    int
 	posted  uint64
 	dropped uint64
-	// keepers are the goroutines that feed this source, run by Keep.
+	// keepers are the goroutines that feed this source, run by Keep;
+	// retired sums up the stopped ones Keep dropped from the list (a
+	// source such as autofs gets a keeper per mount over its lifetime).
 	keepers []*Keeper
+	retired KeeperStats
 	// removed is set by Loop.RemoveSource: Post drops from then on.
 	removed bool
 }
@@ -122,7 +122,19 @@ func (s *Source) remove() {
 func (s *Source) Keep(what string, opts KeepOptions, fn func() error) *Keeper {
 	k := Keep(what, opts, fn)
 	s.mu.Lock()
-	s.keepers = append(s.keepers, k)
+	live := s.keepers[:0:0]
+	for _, old := range s.keepers {
+		st := old.Stats()
+		if st.State != KeeperStopped {
+			live = append(live, old)
+			continue
+		}
+		s.retired.Restarts += st.Restarts
+		if st.LastError != "" && !st.LastFailure.Before(s.retired.LastFailure) {
+			s.retired.LastError, s.retired.LastFailure = st.What+": "+st.LastError, st.LastFailure
+		}
+	}
+	s.keepers = append(live, k)
 	s.mu.Unlock()
 	return k
 }
@@ -131,8 +143,9 @@ func (s *Source) info() SourceInfo {
 	s.mu.Lock()
 	info := SourceInfo{Name: s.name, Posted: s.posted, Dropped: s.dropped, Queued: len(s.queue) - s.head}
 	keepers := s.keepers
+	info.Restarts, info.LastError = s.retired.Restarts, s.retired.LastError
+	last := s.retired.LastFailure
 	s.mu.Unlock()
-	var last time.Time
 	for _, k := range keepers {
 		st := k.Stats()
 		info.Restarts += st.Restarts

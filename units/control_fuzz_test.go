@@ -47,7 +47,7 @@ func (r *fuzzRequest) Fail(code int, format string, args ...any) {
 	r.answers <- "fail"
 }
 
-func (r *fuzzRequest) Progress(v any) bool { return true }
+func (r *fuzzRequest) Progress(v any) bool   { return true }
 func (r *fuzzRequest) Done() <-chan struct{} { return nil }
 
 // FuzzHandleRequest sends control requests with fuzzed arguments to a

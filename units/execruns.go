@@ -187,7 +187,7 @@ func (m *Manager) ServiceRuntime(name string) (ServiceRuntime, bool) {
 	if !ok {
 		return ServiceRuntime{}, false
 	}
-	rt := ServiceRuntime{Commands: map[string][]ExecRun{}, ExecMainStart: s.execStart, ExecMainExit: s.execExit,
+	rt := ServiceRuntime{ExecMainStart: s.execStart, ExecMainExit: s.execExit,
 		ControlPID: s.controlPID, Environment: append([]string(nil), s.cfg.Environment...),
 		User: s.cfg.User, Group: s.cfg.Group}
 	switch wd := s.cfg.WorkingDirectory; {
@@ -215,11 +215,35 @@ func (m *Manager) ServiceRuntime(name string) (ServiceRuntime, bool) {
 	if s.mainPID != 0 {
 		rt.ExecMainPID = s.mainPID
 	}
-	lists := map[string]unitfile.Commands{
+	rt.Commands = commandRuns(r, map[string]unitfile.Commands{
 		"ExecCondition": s.cfg.ExecCondition, "ExecStartPre": s.cfg.ExecStartPre, "ExecStart": s.cfg.ExecStart,
 		"ExecStartPost": s.cfg.ExecStartPost, "ExecReload": s.cfg.ExecReload, "ExecStop": s.cfg.ExecStop,
 		"ExecStopPost": s.cfg.ExecStopPost,
+	})
+	return rt, true
+}
+
+// SocketCommands gives a socket unit's configured commands (ExecStartPre,
+// ExecStartPost, ExecStopPre, ExecStopPost) with their last runs; false
+// if name is not a loaded socket.
+func (m *Manager) SocketCommands(name string) (map[string][]ExecRun, bool) {
+	u := m.units[name]
+	if u == nil {
+		return nil, false
 	}
+	k, ok := u.behaviour.(*socketUnit)
+	if !ok {
+		return nil, false
+	}
+	return commandRuns(m.runs[u], map[string]unitfile.Commands{
+		"ExecStartPre": k.cfg.ExecStartPre, "ExecStartPost": k.cfg.ExecStartPost,
+		"ExecStopPre": k.cfg.ExecStopPre, "ExecStopPost": k.cfg.ExecStopPost,
+	}), true
+}
+
+// commandRuns pairs each configured command list with what r recorded.
+func commandRuns(r *unitRuns, lists map[string]unitfile.Commands) map[string][]ExecRun {
+	commands := map[string][]ExecRun{}
 	for kind, cmds := range lists {
 		var ran []*ExecRun
 		if r != nil {
@@ -241,10 +265,10 @@ func (m *Manager) ServiceRuntime(name string) (ServiceRuntime, bool) {
 			out = append(out, er)
 		}
 		if len(out) > 0 {
-			rt.Commands[kind] = out
+			commands[kind] = out
 		}
 	}
-	return rt, true
+	return commands
 }
 
 // forgetRuns drops a removed unit's records.

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -635,7 +636,9 @@ func (mb *mount) mountDone(op int, err error) {
 	u := mb.u
 	s := mb.section()
 	if op != mb.op {
-		if err == nil {
+		// The table may show the mount before the call returns: then
+		// the unit is already active and nothing was abandoned.
+		if err == nil && u.active != StateActive {
 			u.Logf("A mount of %s abandoned earlier has completed.", s.Where)
 		}
 		return
@@ -701,7 +704,13 @@ func (mb *mount) unmountDone(op int, err error) {
 			return
 		}
 	}
-	// EINVAL: it was not mounted any more.
+	// EINVAL: it was not mounted any more. Either way the top mount is
+	// gone: drop it from the table now, not when the table's event comes,
+	// or a start right after this stop would take the old mount for its
+	// own and report active with nothing mounted.
+	if mt, ok := u.m.mounts.at(mb.section().Where); ok {
+		delete(u.m.mounts.byID, mt.ID)
+	}
 	u.SetState(StateInactive, "dead")
 }
 
@@ -865,6 +874,13 @@ func (req *mountRequest) run(sys mountSyscalls, s *unitfile.MountSection) (*moun
 	}
 	if req.flags&unix.MS_BIND != 0 {
 		return nil, req.mount(sys, s.Where)
+	}
+	if strings.HasPrefix(req.what, "/dev/") {
+		// As mount(8), the table names the device, not the link it was
+		// found by (/dev/vda1, not /dev/disk/by-partuuid/...).
+		if real, err := filepath.EvalSymlinks(req.what); err == nil {
+			req.what = real
+		}
 	}
 	var loopDev *loopdev.Device
 	if req.loop || isRegularFile(req.what) && isBlockFSType(req.fstype) {

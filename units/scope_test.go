@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,10 +73,21 @@ func TestScopeAdoptsProcessIntoItsCgroupAndEndsWithIt(t *testing.T) {
 	if !ok || owner != "run-a.scope" {
 		t.Errorf("UnitByControlGroup(%s) = %q, %v", want, owner, ok)
 	}
+	// set-property reaches a running scope; its drop-in goes with it.
+	var set api.SetPropertyResult
+	h.do(func() {
+		set, err = h.m.SetProperty(api.SetPropertyArgs{Unit: "run-a.scope", Properties: []string{"tasks-max=100"}})
+	})
+	if err != nil || set.DropIn == "" {
+		t.Fatalf("set-property on a scope: %v", err)
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the scope to be collected once empty", func() bool { return h.unitGone("run-a.scope") })
+	if _, err := os.Stat(filepath.Dir(set.DropIn)); !os.IsNotExist(err) {
+		t.Errorf("set-property's drop-in outlived the scope: %v", err)
+	}
 	if _, err := os.Stat(filepath.Join(h.dir, "run", "transient", "run-a.scope")); !os.IsNotExist(err) {
 		t.Errorf("transient file left: %v", err)
 	}
@@ -112,6 +124,7 @@ func TestScopeStopSignalsTheGroupAndEscalates(t *testing.T) {
 	// One that ignores SIGTERM is killed after timeout-stop, and the
 	// scope fails with result timeout.
 	stubborn := startOutside(t, "trap '' TERM; while :; do sleep 0.05; done")
+	waitFor(t, "the shell to ignore SIGTERM", func() bool { return ignoresSIGTERM(stubborn) })
 	res, err = h.startTransient(scopeOf("run-c.scope", []int{stubborn},
 		TransientSetting{"scope", "timeout-stop", "300ms"}), false)
 	if err != nil || res != api.ResultDone {
@@ -246,4 +259,19 @@ func (h *harness) resetFailed(name string) error {
 	var err error
 	h.do(func() { err = h.m.ResetFailed([]string{name}) })
 	return err
+}
+
+// ignoresSIGTERM reads SigIgn from /proc/PID/status.
+func ignoresSIGTERM(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<(syscall.SIGTERM-1)) != 0
+		}
+	}
+	return false
 }

@@ -12,7 +12,10 @@ package units
 // service is down again. Connections that arrive meanwhile wait in the
 // kernel's backlog, so none is lost however long the service takes to
 // start. With accept = true the manager accepts each connection and
-// starts an instance NAME@N.service with the connection as its only fd.
+// starts an instance with the connection as its only fd, named as systemd
+// names it (instanceOf: NAME@N-LOCAL-REMOTE.service, NAME@N-PID-UID.service
+// on a unix socket). The socket's own commands and the states they run in
+// are in socketexec.go.
 
 import (
 	"fmt"

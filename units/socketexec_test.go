@@ -98,6 +98,15 @@ func TestSocketCommandsRunInOrder(t *testing.T) {
 	if st := h.status("cmd.socket"); st.Result != "success" {
 		t.Errorf("result %q", st.Result)
 	}
+	// Each command's run is recorded, as for a service's ExecStartPre=.
+	var runs map[string][]ExecRun
+	h.do(func() { runs, _ = h.m.SocketCommands("cmd.socket") })
+	for _, kind := range []string{"ExecStartPre", "ExecStartPost", "ExecStopPre", "ExecStopPost"} {
+		r := runs[kind]
+		if len(r) != 1 || r[0].PID <= 0 || r[0].Exit.IsZero() || r[0].Code != 1 || r[0].Status != 0 || r[0].Path != "/bin/sh" {
+			t.Errorf("%s: %+v, want one clean run of /bin/sh", kind, r)
+		}
+	}
 }
 
 // A failing start-pre fails the start with result exit-code and never
@@ -401,5 +410,27 @@ func TestInstanceNameIPv6(t *testing.T) {
 		f.Close()
 		s.Close()
 		c.Close()
+	}
+}
+
+// BenchmarkSocketStartStop is one start and one stop of a socket unit:
+// bare, and with an exec-start-pre and an exec-stop-post (/bin/true each).
+func BenchmarkSocketStartStop(b *testing.B) {
+	h := newBenchUnits(b, map[string]string{
+		"bare.socket": "[unit]\nstart-limit-burst = 0\n[socket]\nlisten-stream = [\"@DIR@/bare.sock\"]\n",
+		"cmds.socket": "[unit]\nstart-limit-burst = 0\n[socket]\nlisten-stream = [\"@DIR@/cmds.sock\"]\n" +
+			"exec-start-pre = \"/bin/true\"\nexec-stop-post = \"/bin/true\"\n",
+	})
+	for _, name := range []string{"bare.socket", "cmds.socket"} {
+		b.Run(strings.TrimSuffix(name, ".socket"), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if res, why := h.start(name); res != api.ResultDone {
+					b.Fatalf("start: %s %s", res, why)
+				}
+				if res, why := h.stop(name); res != api.ResultDone {
+					b.Fatalf("stop: %s %s", res, why)
+				}
+			}
+		})
 	}
 }

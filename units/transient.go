@@ -315,6 +315,14 @@ func (m *Manager) dropTransient(name string) {
 	if err := os.Remove(t.path); err != nil && !os.IsNotExist(err) {
 		m.logf("%s: remove %s: %v", name, t.path, err)
 	}
+	// set-property's drop-in goes with the unit (its directory only if
+	// nothing else is in it).
+	for _, runtime := range []bool{false, true} {
+		if dir, err := m.setPropertyDir(name, runtime); err == nil {
+			os.Remove(filepath.Join(dir, SetPropertyDropIn))
+			os.Remove(dir)
+		}
+	}
 	if u := m.units[name]; u != nil {
 		m.removeUnit(u)
 		m.rebuildGraph()

@@ -13,7 +13,8 @@ import (
 )
 
 // This file holds the unit-file verbs systemctl has beyond enable,
-// disable and mask: link, preset, preset-all and revert.
+// disable and mask: link, preset, preset-all, revert and add-wants /
+// add-requires.
 
 // Link makes unit files that live outside the unit directories known:
 // for each absolute path, a symlink named after the file in the install
@@ -229,6 +230,69 @@ func (m *Manager) Revert(names []string) (api.Changes, error) {
 				}
 			}
 		}
+	}
+	m.installChanged()
+	return res, nil
+}
+
+// AddDependency links the named units into target's .wants (dep "Wants")
+// or .requires ("Requires") directory in the install directory, as
+// systemctl add-wants and add-requires do; the links lead to each unit's
+// file. A link of that name to another file is replaced only with force.
+func (m *Manager) AddDependency(names []string, target, dep string, runtime, force bool) (api.Changes, error) {
+	var res api.Changes
+	var suffix string
+	switch dep {
+	case "Wants":
+		suffix = ".wants"
+	case "Requires":
+		suffix = ".requires"
+	default:
+		return res, fmt.Errorf("add dependency: type %q: Wants or Requires expected", dep)
+	}
+	if err := checkInstallName(target); err != nil {
+		return res, fmt.Errorf("add dependency: %w", err)
+	}
+	dir, err := m.installDir(runtime)
+	if err != nil {
+		return res, fmt.Errorf("add dependency: %w", err)
+	}
+	for _, name := range names {
+		if err := checkInstallName(name); err != nil {
+			return res, fmt.Errorf("add dependency: %w", err)
+		}
+		cfg, err := unitfile.Load(m.searchPaths(), name, m.opts.Specifiers)
+		if err != nil || cfg == nil || cfg.Fragment == "" {
+			return res, &NotFoundError{Name: name}
+		}
+		if cfg.LoadState == unitfile.LoadStateMasked {
+			return res, &MaskedError{Name: name}
+		}
+		link := filepath.Join(dir, target+suffix, name)
+		if cur, err := os.Readlink(link); err == nil {
+			if cur == cfg.Fragment {
+				continue
+			}
+			if !force {
+				return res, fmt.Errorf("add dependency: %s already exists and points to %s (use --force)", link, cur)
+			}
+		}
+		if _, err := os.Lstat(link); err == nil {
+			if !force {
+				return res, fmt.Errorf("add dependency: %s already exists (use --force)", link)
+			}
+			if err := os.Remove(link); err != nil {
+				return res, fmt.Errorf("add dependency: %w", err)
+			}
+			res.Changes = append(res.Changes, api.Change{Type: "unlink", Path: link})
+		}
+		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+			return res, fmt.Errorf("add dependency: %w", err)
+		}
+		if err := os.Symlink(cfg.Fragment, link); err != nil {
+			return res, fmt.Errorf("add dependency: %w", err)
+		}
+		res.Changes = append(res.Changes, api.Change{Type: "symlink", Path: link, Destination: cfg.Fragment})
 	}
 	m.installChanged()
 	return res, nil

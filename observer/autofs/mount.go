@@ -183,7 +183,14 @@ func Start(opts Options) (*Mount, error) {
 	m.deadline.Store(int64(opts.RequestDeadline))
 	m.timeouts <- opts.IdleTimeout
 	m.wg.Add(2)
-	go observer.Guard("autofs reader "+m.where, m.logf, m.read)
+	// The request reader is run again after a panic (observer.Keep): with
+	// it gone every access under the mount point would sleep for ever.
+	reader := m.src.Keep("autofs reader "+m.where, observer.KeepOptions{Logf: m.logf}, m.read)
+	go func() {
+		<-m.done
+		reader.Stop()
+	}()
+	go func() { <-reader.Done(); m.wg.Done() }()
 	go observer.Guard("autofs expiry "+m.where, m.logf, m.expireLoop)
 	return m, nil
 }
@@ -224,16 +231,17 @@ func (m *Mount) SetIdleTimeout(d time.Duration) error {
 }
 
 // read turns packets into held events until the pipe closes.
-func (m *Mount) read() {
-	defer m.wg.Done()
+// read reads requests until the pipe is closed or at its end (nil); a
+// panic or a read error ends it too, and observer.Keep runs it again.
+func (m *Mount) read() error {
 	buf := make([]byte, 4096)
 	for {
 		n, err := m.pipe.Read(buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
-				m.logf("autofs %s: reading requests: %v", m.where, err)
+				return fmt.Errorf("autofs %s: reading requests: %w", m.where, err)
 			}
-			return
+			return nil
 		}
 		m.handle(buf[:n])
 	}

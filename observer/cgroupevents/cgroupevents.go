@@ -42,6 +42,10 @@ type Watcher struct {
 	byWD  map[int32]*group
 	byDir map[string]*group
 	done  chan struct{}
+	// reader runs run, again after a panic (observer.Keep); runs counts
+	// its runs (owned by the reader goroutine).
+	reader *observer.Keeper
+	runs   int
 }
 
 type group struct {
@@ -69,7 +73,8 @@ func Start(loop *observer.Loop) (*Watcher, error) {
 		byDir:  map[string]*group{},
 		done:   make(chan struct{}),
 	}
-	go observer.Guard("cgroup events watcher", nil, w.run)
+	w.reader = w.source.Keep("cgroup events watcher", observer.KeepOptions{}, w.run)
+	go func() { <-w.reader.Done(); close(w.done) }()
 	return w, nil
 }
 
@@ -149,19 +154,33 @@ func (w *Watcher) fd() int {
 
 // Close stops the watcher and waits for its goroutine.
 func (w *Watcher) Close() error {
+	w.reader.Stop()
 	err := w.file.Close()
 	<-w.done
 	return err
 }
 
-func (w *Watcher) run() {
-	defer close(w.done)
+// run reads until Close (nil). After a panic observer.Keep runs it again,
+// and the new run checks every watched group first: the records the
+// failed run had read (a group emptied, an OOM kill) must not be lost.
+func (w *Watcher) run() error {
+	if w.runs++; w.runs > 1 {
+		w.mu.Lock()
+		wds := make([]int32, 0, len(w.byWD))
+		for wd := range w.byWD {
+			wds = append(wds, wd)
+		}
+		w.mu.Unlock()
+		for _, wd := range wds {
+			w.check(wd)
+		}
+	}
 	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
 		n, err := w.file.Read(buf)
 		if err != nil {
 			if errors.Is(err, os.ErrClosed) {
-				return
+				return nil
 			}
 			continue
 		}
@@ -233,7 +252,12 @@ func keyed(data, key string) uint64 {
 	for _, line := range strings.Split(data, "\n") {
 		k, v, ok := strings.Cut(line, " ")
 		if ok && k == key {
-			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			// Out of range is as unreadable as not a number: ParseUint's
+			// MaxUint64 for it would look like a burst of OOM kills.
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0
+			}
 			return n
 		}
 	}

@@ -25,7 +25,8 @@ func FuzzKeyed(f *testing.F) {
 			found := false
 			for _, line := range strings.Split(data, "\n") {
 				if v, ok := strings.CutPrefix(line, key+" "); ok {
-					found = strings.TrimSpace(v) == strconv.FormatUint(n, 10) || strings.TrimLeft(strings.TrimSpace(v), "0+") == strconv.FormatUint(n, 10)
+					got, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+					found = err == nil && got == n
 					break
 				}
 			}

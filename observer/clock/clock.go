@@ -27,6 +27,10 @@ type Watcher struct {
 	zonePath string
 	once     sync.Once
 	done     chan struct{}
+	// reader runs run, again after a panic or an error (observer.Keep);
+	// runs counts its runs (owned by the reader goroutine).
+	reader *observer.Keeper
+	runs   int
 }
 
 // Options configure a Watcher.
@@ -66,7 +70,8 @@ func Start(loop *observer.Loop, opts Options) (*Watcher, error) {
 		w.closeFDs()
 		return nil, fmt.Errorf("clock: pipe: %w", err)
 	}
-	go observer.Guard("clock watcher", nil, w.run)
+	w.reader = w.source.Keep("clock watcher", observer.KeepOptions{}, w.run)
+	go func() { <-w.reader.Done(); close(w.done) }()
 	return w, nil
 }
 
@@ -80,8 +85,17 @@ func (w *Watcher) arm() error {
 	return nil
 }
 
-func (w *Watcher) run() {
-	defer close(w.done)
+// run watches until Close (nil) or a failure, after which observer.Keep
+// runs it again.
+func (w *Watcher) run() error {
+	// Armed again on a restart: the failure that ended the last run may
+	// have been the arming. (Not on the first run: Start armed it, and a
+	// clock set in between would be forgotten.)
+	if w.runs++; w.runs > 1 {
+		if err := w.arm(); err != nil {
+			return err
+		}
+	}
 	fds := []unix.PollFd{{Fd: int32(w.tfd), Events: unix.POLLIN}, {Fd: int32(w.stop[0]), Events: unix.POLLIN}}
 	if w.ifd >= 0 {
 		fds = append(fds, unix.PollFd{Fd: int32(w.ifd), Events: unix.POLLIN})
@@ -95,10 +109,10 @@ func (w *Watcher) run() {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			return
+			return fmt.Errorf("clock: poll: %w", err)
 		}
 		if fds[1].Revents != 0 {
-			return
+			return nil
 		}
 		if fds[0].Revents != 0 {
 			// A cancelled timerfd reads ECANCELED: the clock was set.
@@ -107,7 +121,7 @@ func (w *Watcher) run() {
 				w.source.Post(observer.Event{Kind: "changed"})
 			}
 			if err := w.arm(); err != nil {
-				return
+				return err
 			}
 		}
 		if len(fds) > 2 && fds[2].Revents != 0 {
@@ -154,6 +168,7 @@ func trimNUL(b []byte) []byte {
 // Close stops the watcher.
 func (w *Watcher) Close() {
 	w.once.Do(func() {
+		w.reader.Stop()
 		unix.Write(w.stop[1], []byte{1})
 		<-w.done
 		w.closeFDs()

@@ -86,6 +86,9 @@ type Server struct {
 	closed bool
 	wg     sync.WaitGroup
 
+	// acceptor runs acceptLoop (observer.Keep).
+	acceptor *observer.Keeper
+
 	accepted, calls, refused, malformed, busy, progressDropped atomic.Uint64
 }
 
@@ -146,7 +149,10 @@ func Listen(loop *observer.Loop, path string, opts Options) (*Server, error) {
 	}
 	s.source = loop.NewSource(opts.SourceName, opts.QueueLimit)
 	s.wg.Add(1)
-	go observer.Guard("control socket", s.opts.Logf, s.acceptLoop)
+	// The accept loop is run again after a panic (observer.Keep): without
+	// it nobody could reach the manager any more.
+	s.acceptor = s.source.Keep("control socket", observer.KeepOptions{Logf: s.opts.Logf}, s.acceptLoop)
+	go func() { <-s.acceptor.Done(); s.wg.Done() }()
 	return s, nil
 }
 
@@ -257,6 +263,7 @@ func (s *Server) Close() error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	s.acceptor.Stop()
 	err := s.ln.Close()
 	for _, c := range conns {
 		c.close()
@@ -273,8 +280,8 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func (s *Server) acceptLoop() {
-	defer s.wg.Done()
+// acceptLoop accepts until Close (nil).
+func (s *Server) acceptLoop() error {
 	for {
 		nc, err := s.ln.AcceptUnix()
 		if err != nil {
@@ -282,7 +289,7 @@ func (s *Server) acceptLoop() {
 			closed := s.closed
 			s.mu.Unlock()
 			if closed || errors.Is(err, net.ErrClosed) {
-				return
+				return nil
 			}
 			// EMFILE and friends: back off instead of spinning.
 			s.logf("control: accept on %s: %v", s.path, err)

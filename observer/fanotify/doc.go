@@ -37,21 +37,26 @@
 // Marks. Mark on a file marks its inode; on a directory, the directory and
 // the files directly in it (FAN_EVENT_ON_CHILD, FAN_ONDIR). A path that
 // does not exist yet is covered through its nearest existing ancestor (with
-// open events of its children added, so the reader sees the path's
-// components appear); every event read while such a mark waits, and a
-// poll every 500 ms, make the source resolve the marks again, and once the
-// path exists it is marked itself. A deeper component created and opened
-// within one poll, without any open in the covered directory, may
-// therefore be missed: the cheap approach, chosen over an inotify watch
-// per missing component.
+// open events of its children added, so that the path, once created there,
+// is held even before it is marked itself). The path watcher (pathWatch,
+// one inotify descriptor) follows the entry each mark depends on: the next
+// missing component in the nearest existing ancestor, or an existing
+// path's own name in its parent. When one appears or goes, the marks are
+// resolved again at once, component by component; nothing polls. A deeper
+// component created and opened at once may beat its mark by the
+// microseconds the watcher takes.
+//
+// The reader and the path watcher run under observer.Keep: a panic or a
+// read error restarts them with backoff, counted in the loop's source
+// statistics.
 // Note also that open(2) of a path that does not exist fails with ENOENT
 // before any permission check: only accesses after its creation are held.
 // MarkTree marks the mount dir is on (FAN_MARK_MOUNT) and filters by path
 // prefix: every access of those kinds on that mount takes a round trip
 // through the reader (a few microseconds, answered at once when outside the
 // tree), and submounts are not covered. Marks follow inodes: a file
-// replaced by rename keeps its old inode's mark until the marks are
-// resolved again. Paths on procfs are refused (the reader reads /proc
+// replaced by rename is marked again on its new inode once the path
+// watcher sees the rename. Paths on procfs are refused (the reader reads /proc
 // itself and would wait on its own opens); refusals that mean "no
 // permission events here" wrap ErrUnavailable so callers can fall back to
 // inotify.

@@ -50,6 +50,9 @@ type pathWatch struct {
 
 	// resolves counts the re-resolutions the watcher caused.
 	resolves atomic.Uint64
+	// afterRead, when set, sees each buffer read: tests make it panic to
+	// show that the watcher comes back.
+	afterRead atomic.Pointer[func()]
 }
 
 func newPathWatch() (*pathWatch, error) {
@@ -158,6 +161,9 @@ func (w *pathWatch) run(s *Source) error {
 				continue
 			}
 			return fmt.Errorf("fanotify: path watcher: read: %w", err)
+		}
+		if hook := w.afterRead.Load(); hook != nil {
+			(*hook)()
 		}
 		recs, perr := inotify.ParseRecords(buf[:n])
 		if perr != nil {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,5 +153,44 @@ func TestReplacedFileIsMarkedAgain(t *testing.T) {
 	h.answer(ev, observer.Allow)
 	if out, err := cat.wait(t); err != nil || out != "new\n" {
 		t.Fatalf("cat: %q, %v", out, err)
+	}
+}
+
+// TestPathWatcherComesBackAfterAPanic: the path watcher panics on the
+// record of a component appearing; it is run again, resolves the marks
+// at once (so the component it lost is still marked), and the source's
+// statistics show the restart.
+func TestPathWatcherComesBackAfterAPanic(t *testing.T) {
+	h := newSource(t, Options{})
+	h.decide(time.Hour, observer.Allow)
+	h.run()
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a")
+	h.mark(filepath.Join(a, "file"), Open)
+	markedThrough(t, h, dir)
+	panicked := false
+	hook := func() {
+		if !panicked {
+			panicked = true
+			panic("path watcher test panic")
+		}
+	}
+	h.src.paths.afterRead.Store(&hook)
+	if err := os.Mkdir(a, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	markedThrough(t, h, a)
+	if err := os.WriteFile(filepath.Join(a, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	markedThrough(t, h, filepath.Join(a, "file"))
+	var info observer.SourceInfo
+	for _, s := range h.loop.Sources() {
+		if s.Name == "fanotify" {
+			info = s
+		}
+	}
+	if info.Restarts != 1 || !strings.Contains(info.LastError, "fanotify path watcher: panic: path watcher test panic") {
+		t.Errorf("source info %+v: want 1 restart of the path watcher", info)
 	}
 }

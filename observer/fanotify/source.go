@@ -429,6 +429,21 @@ func (s *Source) run() error {
 	recs := make([]record, 0, 256)
 	var proc procReader
 	overflowing := false
+	// unanswered are the records of the batch not yet handed to handle
+	// (which answers its own on a panic). A panic outside handle answers
+	// them Default before Keep runs the reader again: nobody else would,
+	// and their accessors would sleep for ever.
+	var unanswered []record
+	defer func() {
+		if p := recover(); p != nil {
+			for _, r := range unanswered {
+				if r.FD != unix.FAN_NOFD && r.FD >= 0 {
+					s.answer(r.FD, s.opts.Default)
+				}
+			}
+			panic(p)
+		}
+	}()
 	for {
 		n, err := s.file.Read(buf)
 		if err != nil {
@@ -447,7 +462,8 @@ func (s *Source) run() error {
 			s.logf("%v", err)
 		}
 		sawOverflow := false
-		for _, r := range recs {
+		for i, r := range recs {
+			unanswered = recs[i:]
 			if r.Mask&unix.FAN_Q_OVERFLOW != 0 {
 				s.overflows.Add(1)
 				sawOverflow = true
@@ -461,6 +477,7 @@ func (s *Source) run() error {
 			}
 			s.handle(&proc, r)
 		}
+		unanswered = nil
 		if !sawOverflow {
 			overflowing = false
 		}

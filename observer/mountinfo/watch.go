@@ -62,6 +62,8 @@ type Watcher struct {
 	stop   [2]int
 	done   chan struct{}
 	once   sync.Once
+	// reader runs run, again after a panic or a poll error (observer.Keep).
+	reader *observer.Keeper
 
 	mu    sync.Mutex
 	stats Stats
@@ -106,7 +108,8 @@ func Watch(loop *observer.Loop, opts Options) (*Watcher, error) {
 			}
 		}
 	}
-	go observer.Guard("mountinfo watcher", w.opts.Logf, w.run)
+	w.reader = w.source.Keep("mountinfo watcher", observer.KeepOptions{Logf: w.opts.Logf}, w.run)
+	go func() { <-w.reader.Done(); close(w.done) }()
 	return w, nil
 }
 
@@ -184,14 +187,22 @@ func (w *Watcher) logf(format string, args ...any) {
 	}
 }
 
-func (w *Watcher) run() {
-	defer close(w.done)
+// run follows the table until Close (nil) or a failure; observer.Keep
+// then runs it again, and the first read of the new run diffs against the
+// last table the failed one kept, so no change is lost.
+func (w *Watcher) run() error {
 	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLPRI | unix.POLLERR}, {Fd: int32(w.stop[0]), Events: unix.POLLIN}}
 	needResync := w.Stats().Lost > 0
+	// Read once at once: a failed run may have taken the kernel's change
+	// notice without getting to the table.
+	readNow := true
 	for {
 		timeout := -1
 		if needResync {
 			timeout = int(resyncRetry / time.Millisecond)
+		}
+		if readNow {
+			timeout = 0
 		}
 		fds[0].Revents, fds[1].Revents = 0, 0
 		n, err := unix.Poll(fds, timeout)
@@ -199,15 +210,15 @@ func (w *Watcher) run() {
 			continue
 		}
 		if err != nil {
-			w.logf("mountinfo: poll: %v", err)
-			return
+			return fmt.Errorf("mountinfo: poll: %w", err)
 		}
 		if fds[1].Revents != 0 {
-			return
+			return nil
 		}
-		if n == 0 && !needResync {
+		if n == 0 && !needResync && !readNow {
 			continue
 		}
+		readNow = false
 		table, err := w.read()
 		if err != nil {
 			// A half-read table would look like mass unmounts: keep the
@@ -244,6 +255,7 @@ func IsUnder(p, dir string) bool {
 // Close stops the Watcher and closes the table.
 func (w *Watcher) Close() {
 	w.once.Do(func() {
+		w.reader.Stop()
 		unix.Write(w.stop[1], []byte{1})
 		<-w.done
 		w.closeFDs()

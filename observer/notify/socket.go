@@ -84,6 +84,8 @@ type Socket struct {
 	opts   Options
 	done   chan struct{}
 	once   sync.Once
+	// reader runs read, again after a panic (observer.Keep).
+	reader *observer.Keeper
 
 	received, posted, dropped, oversized, garbage atomic.Uint64
 	noCreds, malformed, fdsClosed, badBarriers    atomic.Uint64
@@ -135,7 +137,8 @@ func Listen(loop *observer.Loop, path string, opts Options) (*Socket, error) {
 	}
 	s.conn = conn
 	s.source = loop.NewSource("notify", opts.QueueLimit)
-	go observer.Guard("notify socket reader", s.opts.Logf, s.read)
+	s.reader = s.source.Keep("notify socket reader", observer.KeepOptions{Logf: s.opts.Logf}, s.read)
+	go func() { <-s.reader.Done(); close(s.done) }()
 	return s, nil
 }
 
@@ -191,6 +194,7 @@ func (s *Socket) Stats() Stats {
 func (s *Socket) Close() error {
 	var err error
 	s.once.Do(func() {
+		s.reader.Stop()
 		err = s.conn.Close()
 		<-s.done
 		s.removeFile()
@@ -214,8 +218,9 @@ func (s *Socket) note(counter *atomic.Uint64, format string, args ...any) {
 
 // read is the socket's goroutine: one datagram at a time, never waiting
 // for the loop.
-func (s *Socket) read() {
-	defer close(s.done)
+// read receives until the socket is closed (nil); after a panic
+// observer.Keep runs it again.
+func (s *Socket) read() error {
 	// One byte more than allowed tells an oversized datagram from a full one.
 	buf := make([]byte, s.opts.MaxSize+1)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*scmMaxFD))
@@ -223,7 +228,7 @@ func (s *Socket) read() {
 		n, oobn, flags, _, err := s.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
-				return
+				return nil
 			}
 			if s.opts.Logf != nil {
 				s.opts.Logf("notify: read: %v", err)

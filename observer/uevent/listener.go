@@ -60,7 +60,8 @@ type Stats struct {
 //
 // When events were lost, either because the socket overflowed (ENOBUFS) or
 // because the loop's queue was full, it posts one event of kind "resync"
-// (attribute "reason": "overflow" or "queue-full") as soon as the queue
+// (attribute "reason": "overflow", "queue-full", or "restart" after the
+// receiving goroutine was run again following a panic) as soon as the queue
 // takes it: consumers must then re-walk /sys (Coldplug) to learn what they
 // missed.
 type Listener struct {
@@ -74,6 +75,10 @@ type Listener struct {
 
 	closeOnce sync.Once
 	done      chan struct{}
+	// reader runs run, again after a panic (observer.Keep); runs counts
+	// its runs (owned by the reader goroutine).
+	reader *observer.Keeper
+	runs   int
 }
 
 // Listen opens the netlink socket, binds it and starts receiving.
@@ -121,7 +126,8 @@ func Listen(loop *observer.Loop, opts ListenOptions) (*Listener, error) {
 		receiveBuffer: granted,
 		done:          make(chan struct{}),
 	}
-	go observer.Guard("uevent listener", l.opts.Logf, l.run)
+	l.reader = l.source.Keep("uevent listener", observer.KeepOptions{Logf: l.opts.Logf}, l.run)
+	go func() { <-l.reader.Done(); close(l.done) }()
 	return l, nil
 }
 
@@ -146,6 +152,7 @@ func (l *Listener) Stats() Stats {
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
+		l.reader.Stop()
 		err = l.file.Close()
 		<-l.done
 	})
@@ -158,16 +165,21 @@ func (l *Listener) logf(format string, args ...any) {
 	}
 }
 
-func (l *Listener) run() {
-	defer close(l.done)
+// run receives until the socket is closed (nil); a panic ends it too, and
+// observer.Keep runs it again: that run starts with a resync, since what
+// the failed one had read is lost.
+func (l *Listener) run() error {
 	raw, err := l.file.SyscallConn()
 	if err != nil {
-		l.logf("uevent: %v", err)
-		return
+		return nil // closed
 	}
 	buf := make([]byte, MaxMessageSize+1)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	var pendingResync string
+	if l.runs++; l.runs > 1 {
+		pendingResync = "restart"
+		l.postResync(&pendingResync)
+	}
 	for {
 		var n, oobn int
 		var from unix.Sockaddr
@@ -177,7 +189,7 @@ func (l *Listener) run() {
 			return recvErr != unix.EAGAIN
 		})
 		if err != nil {
-			return // closed
+			return nil // closed
 		}
 		switch {
 		case errors.Is(recvErr, unix.ENOBUFS):

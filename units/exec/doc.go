@@ -32,7 +32,7 @@
 // *ExecError carrying the step that failed and systemd's exit status for it
 // (203/EXEC, 200/CHDIR, ...). Specs that need none of this are started
 // directly, which is faster (see BenchmarkStart), unless Spec.Trampoline
-// asks for the trampoline anyway.
+// asks for the trampoline anyway (or for the exec stub, below).
 //
 // # Held execs and the vfork deadlock
 //
@@ -51,6 +51,33 @@
 // mark exists; see init's spawner). Self must be built without cgo: the
 // exec of a dynamic executable opens its interpreter before the vfork
 // parent resumes, and that open is not covered by the ignore mark.
+//
+// # The exec stub
+//
+// The trampoline costs a Go runtime start per process (8-10 times a direct
+// start). When Spec.Trampoline is the only reason for it (no setting needs
+// code in the child, no RootDirectory) and Spec.Stub is set, the vfork
+// child execs the exec stub instead: about 160 bytes of x86-64 machine
+// code in a hand-built static ELF (stub_amd64.go; buildStubELF), written
+// by NewStub into a sealed memfd, so it cannot be changed, replaced or
+// removed while Vigil runs, and no mount or file system mark reaches it.
+// Everything SysProcAttr does (credentials, setsid, controlling tty,
+// cgroup via CLONE_INTO_CGROUP, fds) still happens in Go's vfork child.
+// That child gets the status pipe and the memfd as the two fds after the
+// passed ones (LISTEN_FDS numbering is kept) and execs /proc/self/fd/N,
+// the memfd, with argv [StubArg0, STATUS_FD, PATH, ARGV...]. The stub
+// marks both fds close-on-exec and calls execve(PATH, ARGV, envp): argv[0]
+// is the unit's, and /proc/PID/exe and comm become the program's. On
+// failure it writes the errno (4 bytes) to the status pipe and exits 203;
+// Start reads the pipe until EOF, as for the trampoline, and returns the
+// same *ExecError (203/EXEC) a direct start would. The fanotify source
+// must count the memfd as our own image (observer/fanotify AddOwnImage):
+// an ignore mark on its inode, and its exec of the program answered
+// inline, since the manager is waiting for it. NewStub runs the stub once
+// (exec of a missing program) to see that the kernel runs it; a stub that
+// cannot run at Start (no /proc, closed) falls back to the trampoline.
+// Architectures without stub code (NewStub returns ErrNoStub) use the
+// trampoline.
 //
 // A binary that may act as the trampoline calls IsTrampoline(os.Args[0]) and
 // TrampolineMain first thing in main (cmd/vigil does; so does this package's

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"strconv"
@@ -134,18 +133,22 @@ func startStub(spec *Spec, stub *Stub, path string, argv, env []string, files []
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errStubUnusable, err)
 	}
-	statusRead, statusWrite, err := os.Pipe()
-	if err != nil {
+	// A raw pipe, read with poll and read below (system calls the
+	// collector does not wait for): an os.Pipe would cost two epoll
+	// registrations and a wake-up through the poller per start.
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
 		return 0, &ExecError{Step: StepFDs, Subject: "status pipe", Err: err}
 	}
-	defer statusRead.Close()
+	statusRead, statusWrite := pipe[0], pipe[1]
+	defer unix.Close(statusRead)
 	statusFD := len(files)
-	files = append(files[:len(files):len(files)], statusWrite.Fd(), stubFD)
+	files = append(files[:len(files):len(files)], uintptr(statusWrite), stubFD)
 	stubPath := "/proc/self/fd/" + strconv.Itoa(statusFD+1)
 	stubArgv := append([]string{StubArg0, strconv.Itoa(statusFD), path}, argv...)
 	dir := directAttr(spec, sys)
 	pid, err := syscall.ForkExec(stubPath, stubArgv, &syscall.ProcAttr{Dir: dir, Env: env, Files: files, Sys: sys})
-	statusWrite.Close()
+	unix.Close(statusWrite)
 	runtime.KeepAlive(stub.file)
 	if err != nil {
 		diagnosed := diagnoseForkExec(spec, stubPath, dir, err)
@@ -156,8 +159,7 @@ func startStub(spec *Spec, stub *Stub, path string, argv, env []string, files []
 		}
 		return 0, diagnosed
 	}
-	statusRead.SetReadDeadline(time.Now().Add(trampolineDeadline))
-	report, readErr := io.ReadAll(io.LimitReader(statusRead, 64))
+	report, readErr := readStatus(statusRead, time.Now().Add(trampolineDeadline))
 	if readErr == nil && len(report) == 0 {
 		return pid, nil
 	}
@@ -171,6 +173,39 @@ func startStub(spec *Spec, stub *Stub, path string, argv, env []string, files []
 		return 0, &ExecError{Step: StepFDs, Subject: StubArg0, Err: fmt.Errorf("garbled status report %q", report)}
 	}
 	return 0, &ExecError{Step: StepExec, Subject: path, Err: syscall.Errno(binary.LittleEndian.Uint32(report))}
+}
+
+// readStatus reads the status pipe until EOF (at most 64 bytes), waiting
+// in poll(2) until deadline. A timeout is os.ErrDeadlineExceeded.
+func readStatus(fd int, deadline time.Time) ([]byte, error) {
+	var buf [64]byte
+	n := 0
+	for n < len(buf) {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return buf[:n], os.ErrDeadlineExceeded
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		ready, err := unix.Poll(fds, int(left.Milliseconds())+1)
+		if err == unix.EINTR || (err == nil && ready == 0) {
+			continue
+		}
+		if err != nil {
+			return buf[:n], fmt.Errorf("poll: %w", err)
+		}
+		m, err := unix.Read(fd, buf[n:])
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return buf[:n], err
+		}
+		if m == 0 {
+			return buf[:n], nil
+		}
+		n += m
+	}
+	return buf[:n], nil
 }
 
 // stubBase is the address the stub is loaded at: the usual base of static

@@ -278,3 +278,15 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReadGPT is the cost of identifying one partition's table (done
+// for every partition event).
+func BenchmarkReadGPT(b *testing.B) {
+	d := gptDisk(b, 4<<20)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Read(d, int64(len(d))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
