@@ -2,6 +2,7 @@ package dbus
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"strings"
@@ -73,4 +74,35 @@ func TestServerHandshakeBufferedStepwise(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzSASLBuffered: through a bufio.Reader the handshake answers the same
+// bytes, ends the same way and leaves exactly what the one-byte reader
+// leaves unread (what follows BEGIN is the first message).
+func FuzzSASLBuffered(f *testing.F) {
+	f.Add([]byte("\x00AUTH EXTERNAL\r\nDATA\r\nNEGOTIATE_UNIX_FD\r\nBEGIN\r\nl\x01\x00\x01"))
+	f.Add([]byte("\x00AUTH EXTERNAL 30\r\nBEGIN\r\n"))
+	f.Add([]byte("\x00AUTH\r\nAUTH EXTERNAL\r\nCANCEL\r\nAUTH EXTERNAL 31\r\nBEGIN\r\n"))
+	f.Add([]byte("\x00AUTH EXTERNAL\r\nDATA 3130\r\nBEGIN\r\n"))
+	f.Add([]byte("x"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var slowOut bytes.Buffer
+		slowIn := bytes.NewReader(data)
+		slowRes, slowErr := ServerHandshake(oneByteReader{slowIn}, &slowOut, 0, testGUID, true)
+		var fastOut bytes.Buffer
+		br := bufio.NewReader(bytes.NewReader(data))
+		fastRes, fastErr := ServerHandshake(br, &fastOut, 0, testGUID, true)
+		if (slowErr == nil) != (fastErr == nil) || slowRes != fastRes {
+			t.Fatalf("one-byte reader: %+v, %v; buffered: %+v, %v", slowRes, slowErr, fastRes, fastErr)
+		}
+		if slowErr == nil {
+			if slowOut.String() != fastOut.String() {
+				t.Fatalf("replies differ: %q and %q", slowOut.String(), fastOut.String())
+			}
+			rest, _ := io.ReadAll(br)
+			if want := data[len(data)-slowIn.Len():]; !bytes.Equal(rest, want) {
+				t.Fatalf("left %q unread, want %q", rest, want)
+			}
+		}
+	})
 }

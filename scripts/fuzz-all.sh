@@ -8,8 +8,10 @@
 # Only a finding (a failing input, or a seed that fails) or a package that
 # does not build fails the run; every target still runs, and the end lists
 # each failed target with the command that reproduces it. An engine hiccup
-# without a failing input (a time-out under load, a worker killed from
-# outside) is retried, twice at most.
+# without a failing input is retried, twice at most: Go's coordinator
+# before 1.27 can end a -fuzztime run with a bare "context deadline
+# exceeded" when its workers are starved at the deadline (golang/go#75804);
+# three in a row are reported, as they could also be an input that hangs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

@@ -88,9 +88,6 @@ func (s *scope) setState(sub string) {
 	s.u.SetState(scopeActiveState(sub), sub)
 }
 
-// starting is the job engine's question: a scope's start never waits.
-func (s *scope) starting() bool { return false }
-
 func (s *scope) FailureReason() string { return s.failReason }
 
 // Start adopts the processes the transient request named.
@@ -410,6 +407,8 @@ func (s *scope) enterSignal(sub, result string) {
 	if s.state != sub {
 		return // the group emptied meanwhile
 	}
+	// The group's "empty" event (or the pidfd watcher) ends the stop;
+	// the timer bounds it.
 	s.timer = s.m.AfterFunc(s.cfg.TimeoutStop, func() {
 		s.timer = 0
 		if sub == scopeStopSigterm && s.cfg.SendSIGKILL {
@@ -420,10 +419,6 @@ func (s *scope) enterSignal(sub, result string) {
 		s.u.Logf("Still around after final kill signal. Ignoring.")
 		s.enterDead(resultTimeout)
 	})
-	if s.cgroup == "" {
-		// pidfd exits come through the watcher; nothing to poll.
-		s.checkEmpty()
-	}
 }
 
 func (s *scope) enterDead(result string) {
@@ -495,6 +490,9 @@ func (s *scope) Kill(whom string, sig int) error {
 
 func (s *scope) ResetFailed() {
 	if s.state == scopeFailed {
+		// A group left populated by a stop that gave up goes now, if
+		// it has emptied since.
+		s.releaseCgroup()
 		s.setState(scopeDead)
 	}
 	s.result = resultSuccess

@@ -215,6 +215,7 @@ func TestScopeRequestsAreChecked(t *testing.T) {
 	}{
 		{scopeOf("run-g.scope", nil), "PIDs"},
 		{scopeOf("run-g.scope", []int{0}), "invalid PID"},
+		{scopeOf("run-g.scope", []int{os.Getpid()}), "the manager itself"},
 		{TransientUnit{Name: "x.service", PIDs: []int{1}, Settings: transientOf("x.service", []string{"/bin/true"}).Settings}, "only scopes"},
 		{scopeOf("run-g.scope", []int{1}, TransientSetting{"scope", "kill-mode", "sideways"}), "kill-mode"},
 		{scopeOf("run-g.scope", []int{1}, TransientSetting{"service", "type", "oneshot"}), "service"},

@@ -86,6 +86,9 @@ func (m *Manager) StartTransient(t TransientUnit, mode string, ref bool) (*Job, 
 			if pid <= 0 {
 				return nil, fmt.Errorf("transient unit %s: invalid PID %d", t.Name, pid)
 			}
+			if pid == os.Getpid() {
+				return nil, fmt.Errorf("transient unit %s: PID %d is the manager itself", t.Name, pid)
+			}
 		}
 	default:
 		return nil, fmt.Errorf("transient unit %s: only services and scopes can be made at run time", t.Name)

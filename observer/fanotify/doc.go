@@ -12,9 +12,10 @@
 //     an ancestor standing in for a missing path, a directory's other
 //     children, a mount for MarkTree);
 //   - Vigil's own children still running Vigil's image (forked, not yet
-//     exec'd: PPid is ours and /proc/pid/exe is our executable, by device
-//     and inode) go through Options.Inline instead, since the loop may be
-//     waiting for that very exec.
+//     exec'd: PPid is ours and /proc/pid/exe is our executable, or an
+//     image added by AddOwnImage, by device and inode) go through
+//     Options.Inline instead, since the loop may be waiting for that very
+//     exec.
 //
 // Never reported at all: accesses to our own executable. New puts an
 // ignore mark of every permission event on its inode (see
@@ -22,7 +23,9 @@
 // (units/exec's trampoline) is never held: answering it would need the
 // reader goroutine while a Go thread of ours is stuck in vfork, which a
 // garbage collection starting then turns into a deadlock. Callers that
-// vfork other programs ask IfUnmarked first, or go through the trampoline.
+// vfork other programs ask IfUnmarked first, or go through the trampoline
+// or units/exec's exec stub, whose memfd AddOwnImage gives the same ignore
+// mark.
 //
 // Every other covered access is posted to the loop (source "fanotify",
 // kind "open", "access" or "exec", attrs path, pid, uid, exe, comm, cgroup,
