@@ -186,10 +186,11 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 	switch u.Type {
 	case "path", "mount", "automount", "swap", "timer":
 		p.TypeProps = typeProps(shown)
-	case "scope":
+	case "scope", "slice":
 		p.TypeProps = typeProps(shown)
 		p.Service = serviceOf(st, shown) // the cgroup figures
 	}
+	p.Slice = a.m.SliceOf(u.Name)
 	p.Transient = a.m.IsTransient(u.Name)
 	p.InvocationID = a.m.InvocationID(u.Name)
 	if u.Type == "service" {

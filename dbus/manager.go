@@ -144,6 +144,9 @@ type UnitProps struct {
 	// InvocationID is the 16-byte ID of the unit's last activation.
 	InvocationID []byte
 	Service      *ServiceProps // set for services
+	// Slice is the slice the unit sits in (a slice's parent); "" for
+	// types without a cgroup and for the root slice.
+	Slice string
 	// TypeProps are the type interface's properties (Path, Mount,
 	// Automount, Swap...) by their D-Bus names, as the unit type reports
 	// them in `show` form; see typeprops.go.

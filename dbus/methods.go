@@ -449,6 +449,9 @@ func (c *call) startTransient() ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := resolveCallerPIDs(c, spec.PIDs); err != nil {
+		return nil, err
+	}
 	if spec.AddRef {
 		// Hold the reference before the unit exists, so that it cannot be
 		// collected between its start and the client's first look.
@@ -521,8 +524,8 @@ func buildTables() *tables {
 		mount: stub("org.freedesktop.systemd1.Mount", mountProperties()...),
 		timer: stub("org.freedesktop.systemd1.Timer", timerProperties()...),
 		path:  stub("org.freedesktop.systemd1.Path", pathProperties()...),
-		slice: stub("org.freedesktop.systemd1.Slice", cgroupProperties(func(*object) string { return "" },
-			func(*object) *ServiceProps { return &ServiceProps{} })...),
+		slice: stub("org.freedesktop.systemd1.Slice", cgroupProperties(func(o *object) string { return o.service().ControlGroup },
+			(*object).service)...),
 		scope:     newIface("org.freedesktop.systemd1.Scope", scopeMethods(), nil, scopeProperties()),
 		device:    stub("org.freedesktop.systemd1.Device", constProp("SysFSPath", "")),
 		automount: stub("org.freedesktop.systemd1.Automount", automountProperties()...),

@@ -268,7 +268,12 @@ func cgroupProperties(cg func(o *object) string, s func(o *object) *ServiceProps
 		return property{name: name, sig: "t", get: func(o *object) any { return optU64(f(s(o))) }}
 	}
 	return []property{
-		constProp("Slice", "system.slice"),
+		{name: "Slice", sig: "s", get: func(o *object) any {
+			if o.unit == nil {
+				return ""
+			}
+			return o.unit.Slice
+		}},
 		{name: "ControlGroup", sig: "s", get: func(o *object) any { return cg(o) }},
 		constProp("ControlGroupId", uint64(0)),
 		u64("MemoryCurrent", func(s *ServiceProps) *uint64 { return s.MemoryCurrent }),

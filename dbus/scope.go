@@ -147,3 +147,19 @@ func callerPID(c *call) (uint32, error) {
 	}
 	return uint32(cred.Pid), nil
 }
+
+// resolveCallerPIDs turns PID 0 in a scope's PIDs into the caller's PID,
+// as systemd does.
+func resolveCallerPIDs(c *call, pids []int) error {
+	for i, pid := range pids {
+		if pid != 0 {
+			continue
+		}
+		caller, err := callerPID(c)
+		if err != nil || caller == 0 {
+			return Errorf(ErrNameInvalidArgs, "PIDs: 0 names the caller, whose process is unknown (%v).", err)
+		}
+		pids[i] = int(caller)
+	}
+	return nil
+}

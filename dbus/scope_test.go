@@ -100,6 +100,20 @@ func TestSystemdRunScope(t *testing.T) {
 	// Its only process gone, the scope is collected.
 	h.waitSystemctl(4, "status", "run-scope-a.scope")
 
+	// PID 0 names the caller: here busctl, which the scope adopts (and
+	// which then exits, ending the scope).
+	if _, err := exec.LookPath("busctl"); err == nil {
+		out, code = run(t, 20*time.Second, nil, "busctl", "--address=unix:path="+h.sock, "call", busName, string(managerPath),
+			ifaceManager, "StartTransientUnit", "ssa(sv)a(sa(sv))", "run-zero.scope", "fail", "1", "PIDs", "au", "1", "0", "0")
+		if code != 0 || !strings.Contains(out, "/org/freedesktop/systemd1/job/") {
+			t.Errorf("StartTransientUnit with PID 0 from busctl: exit %d:\n%s", code, out)
+		}
+		h.waitSystemctl(4, "status", "run-zero.scope")
+		if logs := h.logs.String(); !strings.Contains(logs, "run-zero.scope: Transient unit collected.") || strings.Contains(logs, "run-zero.scope: Failed") {
+			t.Errorf("the scope of PID 0 did not run and end cleanly:\n%s", logs)
+		}
+	}
+
 	// A long-running scope, with a random name as systemd-run picks it.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -175,7 +189,9 @@ func TestScopeOverGodbus(t *testing.T) {
 		{[]propT{{"Description", dbus.MakeVariant("no pids")}}, ErrNameInvalidArgs},
 		{[]propT{{"PIDFDs", dbus.MakeVariant([]int32{})}}, ErrNameUnknownProperty},
 		{[]propT{{"PIDs", dbus.MakeVariant([]uint32{pid})}, {"ExecStart", dbus.MakeVariant([]execArgT{{"/bin/true", false, []string{"true"}}})}}, ErrNameInvalidArgs},
+		// PID 0 is the caller: this test process, the manager itself.
 		{[]propT{{"PIDs", dbus.MakeVariant([]uint32{0})}}, ErrNameInvalidArgs},
+		{[]propT{{"PIDs", dbus.MakeVariant([]uint32{1 << 31})}}, ErrNameInvalidArgs},
 		{[]propT{{"PIDs", dbus.MakeVariant("12")}}, ErrNameInvalidArgs},
 	} {
 		err := mgr.Call(ifaceManager+".StartTransientUnit", 0, "bad.scope", "fail", tc.props, aux).Err
@@ -236,8 +252,8 @@ func TestScopeOverGodbus(t *testing.T) {
 
 // FuzzTransientScopeProperties feeds arbitrary StartTransientUnit bodies
 // to the translation of a scope's properties: errors, never panics;
-// whatever is accepted has positive PIDs and names only a scope's
-// sections.
+// whatever is accepted has PIDs (0 is the caller) and names only a
+// scope's sections.
 func FuzzTransientScopeProperties(f *testing.F) {
 	seed := func(props []propT) {
 		body := []any{"run-x.scope", "fail", props, []auxT{}}
@@ -273,7 +289,7 @@ func FuzzTransientScopeProperties(f *testing.F) {
 			t.Fatalf("a scope without PIDs was accepted")
 		}
 		for _, pid := range spec.PIDs {
-			if pid <= 0 {
+			if pid < 0 {
 				t.Fatalf("PID %d accepted", pid)
 			}
 		}

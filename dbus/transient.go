@@ -25,8 +25,9 @@ type TransientSpec struct {
 	CollectMode string
 	// AddRef: the caller holds a reference until it disconnects.
 	AddRef bool
-	// PIDs are the processes a scope adopts; Controller the bus name
-	// its client named (scopes only).
+	// PIDs are the processes a scope adopts (0: the caller, until
+	// startTransient resolves it); Controller the bus name its client
+	// named (scopes only).
 	PIDs       []int
 	Controller string
 }
@@ -427,8 +428,9 @@ func transientSpec(name string, props []propAssignment) (TransientSpec, error) {
 				break
 			}
 			for _, pid := range l {
-				if pid == 0 || pid > math.MaxInt32 {
-					err = Errorf(ErrNameInvalidArgs, "PIDs: %d is not a valid process ID (name the process; 0 for the caller is not supported).", pid)
+				// 0 is the caller, resolved by startTransient.
+				if pid > math.MaxInt32 {
+					err = Errorf(ErrNameInvalidArgs, "PIDs: %d is not a valid process ID.", pid)
 					break
 				}
 				spec.PIDs = append(spec.PIDs, int(pid))

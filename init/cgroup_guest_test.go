@@ -2,6 +2,7 @@ package pid1
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,19 @@ svc.service=[service]
 exec-start = "/bin/sleep 7003"
 [resources]
 memory-max = "100M"
+
+lim.slice=[unit]
+description = "Limited slice"
+[resources]
+memory-max = "40M"
+memory-swap-max = 0
+
+limhog.service=[unit]
+description = "Memory hog in a limited slice"
+[service]
+exec-start = ["/bin/sh", "-c", "x=0123456789abcdef; while :; do x=\"$x$x\"; done"]
+[resources]
+slice = "lim.slice"
 
 daemon.service=[service]
 type = "forking"
@@ -163,6 +177,33 @@ left=$(procs_with 'sleep 0[.]2')
 echo "daemon: before stop $n0, after $n1, shells left $left"
 if test "$n0" -ge 2 && test "$n1" = 0 && test "$left" = 0; then ok daemon-killed; else bad daemon-killed "before=$n0 after=$n1 shells=$left"; fi
 
+# --- a custom slice's memory-max holds a service that has no limit of its
+# own; systemctl reads the slice's figures over the private socket
+initctl start limhog.service
+for i in $(seq 1 100); do
+	case "$(initctl is-active limhog.service)" in failed|inactive) break;; esac
+	sleep 0.1
+done
+hogstate=$(initctl is-active limhog.service)
+slicemax=$(cat $cg/lim.slice/memory.max)
+slicekills=$(sed -n 's/^oom_kill //p' $cg/lim.slice/memory.events)
+slicestate=$(initctl is-active lim.slice)
+if command -v systemctl >/dev/null; then
+	memcur=$(SYSTEMD_PAGER=cat systemctl show -p MemoryCurrent --value lim.slice 2>&1)
+	sysslice=$(SYSTEMD_PAGER=cat systemctl show -p Slice --value limhog.service 2>&1)
+else
+	memcur=$(initctl show lim.slice -p MemoryCurrent --value)
+	sysslice=lim.slice
+fi
+echo "slice: memory.max=$slicemax oom_kill=$slicekills hog=$hogstate slice=$slicestate MemoryCurrent=$memcur Slice=$sysslice"
+case "$memcur" in ''|*[!0-9]*) memnum=no;; *) memnum=yes;; esac
+if test "$slicemax" = 41943040 && test "${slicekills:-0}" -ge 1 && test "$hogstate" = failed \
+   && test "$slicestate" = active && test "$memnum" = yes && test "$sysslice" = lim.slice; then ok slice-limit
+else bad slice-limit "memory.max=$slicemax oom_kill=$slicekills hog=$hogstate slice=$slicestate MemoryCurrent=$memcur Slice=$sysslice"; fi
+initctl reset-failed limhog.service
+initctl stop lim.slice
+if test ! -e $cg/lim.slice; then ok slice-stopped; else bad slice-stopped "lim.slice group left: $(ls $cg/lim.slice | head -3)"; fi
+
 # --- accounting in status
 initctl start svc.service
 initctl status svc.service | tee /tmp/svc-status
@@ -200,8 +241,14 @@ func TestCgroupsInGuest(t *testing.T) {
 	skipWithoutVM(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
+	image := initramfs.Spec{UnitDirs: []string{writeUnits(t, parseUnitBlocks(cgroupGuestUnits))}}
+	// The real systemctl, where the host has it, reads a slice's figures
+	// over /run/systemd/private (the slice-limit case).
+	if _, err := os.Stat("/usr/bin/systemctl"); err == nil {
+		image.Adds = append(image.Adds, initramfs.Addition{Host: "/usr/bin/systemctl", Guest: "/usr/bin/systemctl"})
+	}
 	res, err := qemu.RunScript(ctx, qemu.RunConfig{
-		Image:   initramfs.Spec{UnitDirs: []string{writeUnits(t, parseUnitBlocks(cgroupGuestUnits))}},
+		Image:   image,
 		Script:  cgroupGuestScript,
 		Boot:    qemu.Config{SMP: 2, MemoryMB: 1024},
 		Timeout: 5 * time.Minute,
@@ -222,7 +269,7 @@ func TestCgroupsInGuest(t *testing.T) {
 			cases[name] = verdict
 		}
 	}
-	for _, name := range []string{"tree", "tree-removed", "bomb", "bomb-stopped", "oom", "cpu-weight", "set-property", "daemon-killed", "status-accounting"} {
+	for _, name := range []string{"tree", "tree-removed", "bomb", "bomb-stopped", "oom", "cpu-weight", "set-property", "daemon-killed", "slice-limit", "slice-stopped", "status-accounting"} {
 		t.Run(name, func(t *testing.T) {
 			v, ok := cases[name]
 			if !ok {

@@ -258,6 +258,8 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 		if u.cfg.Scope != nil {
 			return newScope(u)
 		}
+	case unitfile.TypeSlice:
+		return newSlice(u)
 	}
 	return &unsupported{target: target{u: u}}
 }
@@ -367,6 +369,7 @@ func (m *Manager) rebuildGraph() {
 		addActivationDeps(u, cfg, add)
 		m.addMountDeps(u, cfg, add)
 		m.addAutomountDeps(u, cfg, add)
+		addSliceDeps(u, cfg, add)
 		if !s.DefaultDependencies {
 			continue
 		}
@@ -387,7 +390,7 @@ func (m *Manager) rebuildGraph() {
 			case unitfile.TypePath:
 				add(u, Before, "paths.target")
 			}
-		case unitfile.TypeTarget, unitfile.TypeScope:
+		case unitfile.TypeTarget, unitfile.TypeScope, unitfile.TypeSlice:
 			add(u, Conflicts, "shutdown.target")
 			add(u, Before, "shutdown.target")
 		}

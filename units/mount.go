@@ -179,10 +179,18 @@ func (m *Manager) applyMountChange(kind string, mt mountinfo.Mount) {
 			m.rebuildGraph()
 		}
 		if mb, ok := u.behaviour.(*mount); ok {
+			if kind == mountinfo.KindMount && mb.unmountedID == mt.ID {
+				mb.unmountedID = 0 // the ID came back: a new mount
+			}
 			mb.seenMounted(mt)
 		}
 	case mountinfo.KindUmount:
 		delete(t.byID, mt.ID)
+		if u := m.units[name]; u != nil {
+			if mb, ok := u.behaviour.(*mount); ok && mb.unmountedID == mt.ID {
+				mb.unmountedID = 0
+			}
+		}
 		if _, still := t.at(mt.MountPoint); still {
 			return
 		}
@@ -495,6 +503,9 @@ type mount struct {
 	reason string
 	// helper is the mount helper of the current start, while it runs.
 	helper *mountHelper
+	// unmountedID is the table's ID of the mount this unit unmounted last,
+	// until the table's own event says it is gone.
+	unmountedID int
 	// automountStart is set while a start job asked for by the unit's
 	// automount runs: it does not count against the start limit
 	// (exemptFromStartLimit).
@@ -528,8 +539,8 @@ func (mb *mount) section() *unitfile.MountSection {
 }
 
 func (mb *mount) mounted() bool {
-	_, ok := mb.u.m.mounts.at(mb.section().Where)
-	return ok
+	mt, ok := mb.u.m.mounts.at(mb.section().Where)
+	return ok && (mb.unmountedID == 0 || mt.ID != mb.unmountedID)
 }
 
 // seenMounted applies a "mount" event at the unit's mount point.
@@ -648,6 +659,7 @@ func (mb *mount) mountDone(op int, err error) {
 		mb.fail("exit-code", fmt.Sprintf("mount %s on %s: %v", s.What, s.Where, explainMountError(err, s)))
 		return
 	}
+	mb.unmountedID = 0
 	u.SetState(StateActive, "mounted")
 }
 
@@ -705,11 +717,10 @@ func (mb *mount) unmountDone(op int, err error) {
 		}
 	}
 	// EINVAL: it was not mounted any more. Either way the top mount is
-	// gone: drop it from the table now, not when the table's event comes,
-	// or a start right after this stop would take the old mount for its
-	// own and report active with nothing mounted.
-	if mt, ok := u.m.mounts.at(mb.section().Where); ok {
-		delete(u.m.mounts.byID, mt.ID)
+	// gone, though the table shows it until its event comes: a start
+	// meanwhile must not take it for its own (mounted).
+	if mt, ok := u.m.mounts.at(mb.section().Where); ok && err == nil {
+		mb.unmountedID = mt.ID
 	}
 	u.SetState(StateInactive, "dead")
 }

@@ -166,3 +166,21 @@ func TestMountOfAFileRequiresTheMountHoldingIt(t *testing.T) {
 		t.Fatalf("%s: requires %v, after %v; want %s in both", inner, requires, after, outer)
 	}
 }
+
+func TestResolveWhat(t *testing.T) {
+	for in, want := range map[string]string{
+		"PARTUUID=0A1B2C3D-01": "/dev/disk/by-partuuid/0a1b2c3d-01",
+		"PARTLABEL=my part":    `/dev/disk/by-partlabel/my\x20part`,
+		"UUID=ABCD-1234":       "/dev/disk/by-uuid/abcd-1234",
+		"LABEL=data":           "/dev/disk/by-label/data",
+		"/srv/img.ext4":        "/srv/img.ext4",
+		"server:/export":       "server:/export",
+		"tmpfs":                "tmpfs",
+		"PARTUUID=":            "PARTUUID=",
+		"OTHER=x":              "OTHER=x",
+	} {
+		if got := resolveWhat(in); got != want {
+			t.Errorf("resolveWhat(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

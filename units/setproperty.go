@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"vigil/observer"
 	"vigil/units/api"
@@ -110,6 +111,9 @@ func (m *Manager) SetProperty(args api.SetPropertyArgs) (api.SetPropertyResult, 
 	if s, ok := u.behaviour.(*service); ok {
 		res.Warnings = s.cgroupWarnings
 	}
+	if sl, ok := u.behaviour.(*sliceUnit); ok {
+		res.Warnings = sl.warnings
+	}
 	u.Logf("Properties set: %s (kept in %s).", strings.Join(args.Properties, " "), path)
 	res.DropIn = path
 	return res, nil
@@ -157,6 +161,9 @@ func mergeSetProperty(old string, assignments []string) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("%q: expected KEY=VALUE", a)
 		}
+		if !utf8.ValidString(v) {
+			return "", fmt.Errorf("%q: the value is not UTF-8", a)
+		}
 		typ, known := keys[k]
 		if !known {
 			names := make([]string, 0, len(keys))
@@ -197,15 +204,41 @@ func tomlValue(typ reflect.Type, v string) string {
 	}
 	switch {
 	case typ.Kind() == reflect.Int:
-		if _, err := strconv.Atoi(v); err == nil {
-			return v
+		// Rewritten: TOML has no leading zeros ("007") and Atoi accepts them.
+		if n, err := strconv.Atoi(v); err == nil {
+			return strconv.Itoa(n)
 		}
 	case typ == reflect.TypeOf(unitfile.DeviceLimits{}):
-		return "[" + strconv.Quote(v) + "]"
+		return "[" + tomlQuote(v) + "]"
 	case typ == reflect.TypeOf(unitfile.Delegate{}):
 		if v == "true" || v == "false" || v == "yes" || v == "no" {
 			return strconv.FormatBool(v == "true" || v == "yes")
 		}
 	}
-	return strconv.Quote(v)
+	return tomlQuote(v)
+}
+
+// tomlQuote writes s as a TOML basic string. strconv.Quote would not do:
+// its \a, \v and \x escapes are not TOML, and the loader would refuse the
+// drop-in.
+func tomlQuote(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
 }

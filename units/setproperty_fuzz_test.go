@@ -1,46 +1,47 @@
 package units
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
 )
 
-// FuzzMergeSetProperty feeds `initctl set-property` assignments (and an
-// old drop-in) to mergeSetProperty: what it writes must be TOML the unit
-// loader can read, with each assigned key once in [resources], and merging
-// it again with nothing changes nothing.
+// FuzzMergeSetProperty feeds two `initctl set-property` assignments, one
+// after the other, to mergeSetProperty: what it writes each time must be
+// TOML the unit loader can read, holding nothing but [resources], and
+// merging it again with nothing changes nothing. A hand-edited old
+// drop-in may be anything: that must only not panic.
 func FuzzMergeSetProperty(f *testing.F) {
-	for _, s := range [][2]string{
-		{"", "memory-max=64M"},
-		{"[resources]\nmemory-max = \"64M\"\ncpu-weight = 200\n", "cpu-weight="},
-		{"", "cpu-weight=007"},
-		{"", "io-read-bandwidth-max=/dev/vda 1M"},
-		{"", "delegate=yes"},
-		{"", "memory-max=\x01\a\v\xff"},
-		{"# c\nmemory-max = = x\n", "tasks-max=+5"},
-		{"", "nope=1"},
-		{"", "memory-max"},
+	for _, s := range [][3]string{
+		{"memory-max=64M", "cpu-weight=200", ""},
+		{"cpu-weight=200", "cpu-weight=", "[resources]\nmemory-max = \"64M\"\n"},
+		{"cpu-weight=007", "tasks-max=+5", ""},
+		{"io-read-bandwidth-max=/dev/vda 1M", "delegate=yes", ""},
+		{"memory-max=\x01\a\v\x7f\"\\", "memory-max=\xff", "# c\nmemory-max = = x\n"},
+		{"nope=1", "memory-max", "[resources\n"},
 	} {
-		f.Add(s[0], s[1])
+		f.Add(s[0], s[1], s[2])
 	}
-	f.Fuzz(func(t *testing.T, old, assignment string) {
-		text, err := mergeSetProperty(old, []string{assignment})
-		if err != nil {
-			return
-		}
-		var raw map[string]any
-		if _, err := toml.Decode(text, &raw); err != nil {
-			t.Fatalf("set-property %q over %q wrote text that is not TOML: %v\n%s", assignment, old, err, text)
-		}
-		res, _ := raw["resources"].(map[string]any)
-		if len(raw) != 1 || res == nil && strings.Contains(text, "=") {
-			t.Fatalf("set-property %q wrote more than [resources]:\n%s", assignment, text)
-		}
-		again, err := mergeSetProperty(text, nil)
-		if err != nil || again != text {
-			t.Fatalf("merging %q again gave %q, %v", text, again, err)
+	f.Fuzz(func(t *testing.T, first, second, old string) {
+		mergeSetProperty(old, []string{first, second})
+		text := ""
+		for _, a := range []string{first, second} {
+			next, err := mergeSetProperty(text, []string{a})
+			if err != nil {
+				continue
+			}
+			var raw map[string]any
+			if _, err := toml.Decode(next, &raw); err != nil {
+				t.Fatalf("set-property %q over %q wrote text that is not TOML: %v\n%s", a, text, err, next)
+			}
+			if _, ok := raw["resources"]; len(raw) != 1 || !ok {
+				t.Fatalf("set-property %q wrote more than [resources]:\n%s", a, next)
+			}
+			again, err := mergeSetProperty(next, nil)
+			if err != nil || again != next {
+				t.Fatalf("merging %q again gave %q, %v", next, again, err)
+			}
+			text = next
 		}
 	})
 }

@@ -16,8 +16,9 @@ package units
 // a failed stop command is recorded as the result but the stop goes on.
 // A '-' command's failure is ignored.
 //
-// Socket commands run without a cgroup of their own: each leads its own
-// session, and stopping signals those sessions (per kill-mode). A stop or
+// Socket commands run in the socket's cgroup (in its slice, see
+// commandCgroup), removed when the socket is dead; each also leads its
+// own session, and stopping signals those sessions (per kill-mode). A stop or
 // a timeout that kills a running command with kill-signal or
 // final-kill-signal is the unit's doing and does not make the result
 // "signal" (systemd counts it as one; the timeout itself is still the
@@ -211,6 +212,7 @@ func (k *socketUnit) enterDead(result string) {
 	k.stopControlTimers()
 	k.closeListeners()
 	k.forgetControl()
+	k.m.releaseCommandCgroup(k.u)
 	if k.startAgain {
 		k.startAgain = false
 		k.beginStart()
@@ -283,7 +285,7 @@ func (k *socketUnit) spawnControl(cmd unitfile.Command) error {
 			return fmt.Errorf("standard stream \"socket\" is for services started by an accept = true socket, not for a socket's own commands")
 		}
 	}
-	started, err := k.m.spawnInCgroup(k.u, spec, "")
+	started, err := k.m.spawnInCgroup(k.u, spec, k.m.commandCgroup(k.u))
 	if err != nil {
 		return err
 	}

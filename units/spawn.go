@@ -418,6 +418,11 @@ func (m *Manager) applyCgroup(u *Unit, rel string) ([]string, error) {
 				return warnings, err
 			}
 			su := m.units[sl]
+			if su != nil {
+				if sb, ok := su.behaviour.(*sliceUnit); ok && sb.realized == dir {
+					continue // made, with its limits, when the slice started
+				}
+			}
 			if su == nil || su.cfg == nil || su.cfg.Resources == nil {
 				if err := m.cgroups.Ensure(dir); err != nil {
 					return warnings, err
@@ -466,6 +471,47 @@ func (m *Manager) onCgroupEvent(ev *observer.Event) {
 	}
 	if l, ok := u.behaviour.(cgroupListener); ok {
 		l.cgroupEvent(ev)
+	}
+}
+
+// commandCgroup makes the group of a unit whose commands are its only
+// processes (a socket's exec-start-pre and friends), in its slice with
+// its limits, and returns it; "" without cgroups or when it cannot be
+// made (said in the unit's log: the command then runs outside it).
+func (m *Manager) commandCgroup(u *Unit) string {
+	if m.cgroups == nil {
+		return ""
+	}
+	rel, err := m.cgroupPath(u)
+	if err == nil {
+		var warnings []string
+		warnings, err = m.applyCgroup(u, rel)
+		for _, w := range warnings {
+			u.Logf("Warning: %s", w)
+		}
+	}
+	if err != nil {
+		u.Logf("Could not make the unit's cgroup (%v); running the command outside it.", err)
+		return ""
+	}
+	return rel
+}
+
+// releaseCommandCgroup removes commandCgroup's group once it is empty.
+func (m *Manager) releaseCommandCgroup(u *Unit) {
+	if m.cgroups == nil {
+		return
+	}
+	rel, err := m.cgroupPath(u)
+	if err != nil {
+		return
+	}
+	if populated, _ := m.cgroups.Populated(rel); populated {
+		u.Logf("Unit's cgroup %s still has processes; left in place.", m.cgroups.Name(rel))
+		return
+	}
+	if err := m.cgroups.Remove(rel); err != nil {
+		u.Logf("%v", err)
 	}
 }
 

@@ -349,7 +349,7 @@ func (c *catalog) dependencyLinks(n Name, suffix string) []string {
 // load reads, merges and checks the unit named n.
 func (c *catalog) load(n Name) *Unit {
 	r := c.resolve(n, 0)
-	if !r.found {
+	if !r.found && !(n.Type == TypeSlice && !n.IsTemplate) {
 		return &Unit{Name: n.String(), ID: n, Type: n.Type, LoadState: LoadStateNotFound}
 	}
 	if r.masked {
@@ -359,8 +359,14 @@ func (c *catalog) load(n Name) *Unit {
 	d.execCache = c.execCache
 	u := d.unit
 	u.Fragment = r.fragment
-	frag := c.file(r.fragment)
+	// A slice needs no file, as in systemd: its name says where it sits
+	// in the tree, and drop-ins may still give it settings.
+	frag := &parsedFile{}
+	if r.found {
+		frag = c.file(r.fragment)
+	}
 	switch {
+	case !r.found:
 	case frag.readErr != nil:
 		d.problems = append(d.problems, Problem{File: r.fragment, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(frag.readErr)), Severity: SeverityError})
 	case frag.src == "":
@@ -516,6 +522,10 @@ func ScanCached(paths Paths, ctx Context, cache *FileCache) (map[string]*Unit, [
 			problems = append(problems, p)
 		}
 	}
+	for _, name := range impliedSlices(units) {
+		n, _ := ParseName(name)
+		units[name] = c.load(n)
+	}
 	for _, p := range c.problems {
 		problems = append(problems, p)
 	}
@@ -577,4 +587,46 @@ func Check(ctx Context, files ...string) ([]*Unit, []Problem) {
 		problems = append(problems, u.Problems...)
 	}
 	return units, problems
+}
+
+// The slices that always exist: the root of the tree and the default
+// slice of system units.
+const (
+	rootSlice   = "-.slice"
+	systemSlice = "system.slice"
+)
+
+// impliedSlices lists the slices no file defines but the tree needs, as
+// systemd loads them: -.slice, system.slice, every slice a unit names in
+// [resources] slice, and the parents of every slice ("a-b.slice" implies
+// a.slice).
+func impliedSlices(units map[string]*Unit) []string {
+	need := map[string]bool{rootSlice: true, systemSlice: true}
+	for name, u := range units {
+		if u.Type == TypeSlice {
+			need[name] = true
+		}
+		if u.Resources != nil && strings.HasSuffix(u.Resources.Slice, ".slice") {
+			need[u.Resources.Slice] = true
+		}
+	}
+	for name := range need {
+		prefix := strings.TrimSuffix(name, ".slice")
+		for i := 1; i < len(prefix); i++ {
+			if prefix[i] == '-' && prefix[i-1] != '-' {
+				need[prefix[:i]+".slice"] = true
+			}
+		}
+	}
+	var out []string
+	for name := range need {
+		if _, loaded := units[name]; loaded {
+			continue
+		}
+		if n, err := ParseName(name); err == nil && n.Type == TypeSlice && !n.IsTemplate {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
