@@ -199,6 +199,12 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 			addRuntime(p.Service, rt)
 		}
 	}
+	if cmds, ok := a.m.SocketCommands(u.Name); ok {
+		// The Socket interface reads its Exec* lists from Service.Exec,
+		// as the Service interface does.
+		p.Service = &ServiceProps{}
+		addRuntime(p.Service, units.ServiceRuntime{Commands: cmds})
+	}
 	return p
 }
 

@@ -466,10 +466,9 @@ func socketProperties() []property {
 		constProp("TriggerLimitBurst", uint32(20)),
 		constProp("UID", uint32(math.MaxUint32)),
 		constProp("GID", uint32(math.MaxUint32)),
-		constProp("ExecStartPre", []execT{}),
-		constProp("ExecStartPost", []execT{}),
-		constProp("ExecStopPre", []execT{}),
-		constProp("ExecStopPost", []execT{}),
+	}
+	for _, n := range []string{"ExecStartPre", "ExecStartPost", "ExecStopPre", "ExecStopPost"} {
+		ps = append(ps, execProps(n, func(s *ServiceProps) []ExecCommand { return s.Exec[n] })[0]) // dbus-socket.c has no Ex forms
 	}
 	return append(ps, cgroupProperties(func(*object) string { return "" }, noSvc)...)
 }

@@ -243,9 +243,11 @@ func (s *Source) releaseAll() {
 // little after the Deadline the loop was given, so that a loop that works
 // decides at the Deadline itself, with its deciders' defaults (a path
 // unit's hold-verdict), and the source's Default only answers for a loop
-// that is stuck or very late.
+// that is stuck or very late. The grace is a second at least: on a loaded
+// machine a working loop's timer can fire a few hundred milliseconds late,
+// and the source must not answer for it then.
 func (s *Source) backstopAfter() time.Duration {
-	grace := min(max(s.opts.Deadline/10, 10*time.Millisecond), 5*time.Second)
+	grace := min(max(s.opts.Deadline/10, time.Second), 5*time.Second)
 	return s.opts.Deadline + grace
 }
 
