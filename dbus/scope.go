@@ -6,7 +6,6 @@ import (
 	"net"
 
 	"github.com/godbus/dbus/v5"
-	"golang.org/x/sys/unix"
 )
 
 // The Scope interface (systemd's src/core/dbus-scope.c) and the Manager
@@ -131,19 +130,9 @@ func callerPID(c *call) (uint32, error) {
 	if !ok {
 		return 0, fmt.Errorf("not a unix socket")
 	}
-	raw, err := uc.SyscallConn()
+	cred, err := peerCred(uc)
 	if err != nil {
 		return 0, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if credErr != nil {
-		return 0, credErr
 	}
 	return uint32(cred.Pid), nil
 }

@@ -209,21 +209,31 @@ func (s *Server) isClosed() bool {
 
 // peerUID reads the kernel's record of who is on the other end.
 func peerUID(c *net.UnixConn) (uint32, error) {
-	raw, err := c.SyscallConn()
+	cred, err := peerCred(c)
 	if err != nil {
 		return 0, err
+	}
+	return cred.Uid, nil
+}
+
+// peerCred reads the kernel's record of the process on the other end, as
+// it was when that process connected.
+func peerCred(c *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
 	}
 	var cred *unix.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if credErr != nil {
-		return 0, fmt.Errorf("SO_PEERCRED: %w", credErr)
+		return nil, fmt.Errorf("SO_PEERCRED: %w", credErr)
 	}
-	return cred.Uid, nil
+	return cred, nil
 }
 
 // ServeConn serves one accepted peer-to-peer connection until it closes.

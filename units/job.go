@@ -163,6 +163,7 @@ func (m *Manager) runJob(j *Job) {
 		}
 		u.manualStop = true
 		m.statusLine(j, "stopping")
+		m.thawBeforeStop(u)
 		if err := u.behaviour.Stop(); err != nil {
 			m.finishJob(j, api.ResultFailed, err.Error())
 			return
@@ -192,6 +193,7 @@ func (m *Manager) runJob(j *Job) {
 				return
 			}
 			u.manualStop = true
+			m.thawBeforeStop(u)
 			if err := u.behaviour.Stop(); err != nil {
 				m.finishJob(j, api.ResultFailed, err.Error())
 				return
@@ -362,4 +364,29 @@ func (m *Manager) Jobs() []api.JobInfo {
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out
+}
+
+// JobOrder lists, by ID, the pending jobs that job id waits for (before:
+// they must finish first; systemd's GetJobBefore) and those that wait for
+// it (after; GetJobAfter), by the same rule dispatchJobs follows.
+func (m *Manager) JobOrder(id uint64) (before, after []api.JobInfo, err error) {
+	j, ok := m.jobs[id]
+	if !ok || j.State == "done" {
+		return nil, nil, &NoSuchJobError{ID: id}
+	}
+	for _, o := range m.jobs {
+		if o == j || o.State == "done" {
+			continue
+		}
+		if jobsOrdered(j, o) {
+			before = append(before, o.info())
+		}
+		if jobsOrdered(o, j) {
+			after = append(after, o.info())
+		}
+	}
+	byID := func(l []api.JobInfo) { sort.Slice(l, func(a, b int) bool { return l[a].ID < l[b].ID }) }
+	byID(before)
+	byID(after)
+	return before, after, nil
 }

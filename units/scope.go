@@ -445,18 +445,9 @@ func (s *scope) enterDead(result string) {
 
 // releaseCgroup removes the group once it is empty.
 func (s *scope) releaseCgroup() {
-	if s.cgroup == "" {
-		return
+	if s.cgroup != "" && s.m.releaseUnitCgroup(s.u, s.cgroup) {
+		s.cgroup = ""
 	}
-	if populated, _ := s.m.cgroups.Populated(s.cgroup); populated {
-		s.u.Logf("Unit's cgroup %s still has processes; left in place.", s.m.cgroups.Name(s.cgroup))
-		return
-	}
-	s.m.cgroupEvents.Unwatch(s.m.cgroups.Path(s.cgroup))
-	if err := s.m.cgroups.Remove(s.cgroup); err != nil {
-		s.u.Logf("%v", err)
-	}
-	s.cgroup = ""
 }
 
 // Abandon lets go of the scope's controller: the scope stays, in state

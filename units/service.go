@@ -193,22 +193,11 @@ func (s *service) logCgroupWarnings(warnings []string) {
 	}
 }
 
-// releaseCgroup removes the unit's group once it is empty. A group that
-// still has processes (kill-mode process or none) stays, watched, as
-// systemd leaves it.
+// releaseCgroup removes the unit's group once it is empty.
 func (s *service) releaseCgroup() {
-	if s.cgroup == "" {
-		return
+	if s.cgroup != "" && s.m.releaseUnitCgroup(s.u, s.cgroup) {
+		s.cgroup = ""
 	}
-	if populated, _ := s.m.cgroups.Populated(s.cgroup); populated {
-		s.u.Logf("Unit's cgroup %s still has processes after stop; left in place.", s.m.cgroups.Name(s.cgroup))
-		return
-	}
-	s.m.cgroupEvents.Unwatch(s.m.cgroups.Path(s.cgroup))
-	if err := s.m.cgroups.Remove(s.cgroup); err != nil {
-		s.u.Logf("%v", err)
-	}
-	s.cgroup = ""
 }
 
 // cgroupEvent reacts to the group's events: an empty group may end a

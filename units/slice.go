@@ -93,6 +93,11 @@ func (m *Manager) SliceOf(name string) string {
 // addSliceDeps gives a unit the implicit Requires= and After= on its
 // slice; they do not depend on default-dependencies, as in systemd.
 func addSliceDeps(u *Unit, cfg *config, add func(u *Unit, k DepKind, name string)) {
+	if cfg.LoadState != unitfile.LoadStateLoaded {
+		// A unit that did not load has no cgroup; ordering it after a
+		// slice would only delay the failure of what requires it.
+		return
+	}
 	switch cfg.Type {
 	// The types Vigil places in a cgroup of their own.
 	case unitfile.TypeService, unitfile.TypeSocket, unitfile.TypeScope, unitfile.TypeSlice:

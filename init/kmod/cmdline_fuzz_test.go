@@ -32,11 +32,9 @@ func FuzzCmdlineOptions(f *testing.F) {
 		var want []cmdline.Param
 		for _, p := range cmdline.Parse(line).Params {
 			mod, param, ok := strings.Cut(p.Key, ".")
-			// A parameter name with white space is dropped, not split.
-			if !p.AfterSeparator && ok && param != "" && !strings.ContainsAny(param, kernelSpace) && ModuleName(mod) == module {
-				if strings.ContainsRune(p.Value, 0) {
-					return // a C string cannot carry it; nor can the kernel's command line
-				}
+			// A parameter with white space in its name, named "--", or
+			// with a NUL anywhere, is dropped, not split.
+			if !p.AfterSeparator && ok && param != "" && param != "--" && !strings.ContainsAny(param, kernelSpace+"\x00") && !strings.ContainsRune(p.Value, 0) && ModuleName(mod) == module {
 				want = append(want, cmdline.Param{Key: param, Value: p.Value, HasValue: p.HasValue})
 			}
 		}

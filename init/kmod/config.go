@@ -200,8 +200,10 @@ func cmdlineOptions(line, module string) []string {
 		}
 		mod, param, ok := strings.Cut(p.Key, ".")
 		// No module has a parameter whose name holds white space: passed
-		// on, it would split into other parameters.
-		if !ok || param == "" || strings.ContainsAny(param, kernelSpace) || ModuleName(mod) != module {
+		// on, it would split into other parameters. A NUL would end the
+		// C string finit_module gets, and a bare "--" the kernel's
+		// parameter parser: with them every later option.
+		if !ok || param == "" || param == "--" || strings.ContainsAny(param, kernelSpace+"\x00") || strings.IndexByte(p.Value, 0) >= 0 || ModuleName(mod) != module {
 			continue
 		}
 		if p.HasValue {

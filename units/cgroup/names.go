@@ -28,7 +28,7 @@ func SlicePath(slice string) (string, error) {
 	if !ok || prefix == "" {
 		return "", fmt.Errorf("slice %q: a slice name ends in .slice", slice)
 	}
-	if strings.HasPrefix(prefix, "-") || strings.HasSuffix(prefix, "-") || strings.Contains(prefix, "--") || strings.Contains(prefix, "/") {
+	if strings.HasPrefix(prefix, "-") || strings.HasSuffix(prefix, "-") || strings.Contains(prefix, "--") || strings.ContainsAny(prefix, "/\x00") {
 		return "", fmt.Errorf("slice %q: dashes separate the names of parent slices and may not lead, trail or repeat", slice)
 	}
 	if prefix == "." || prefix == ".." {
