@@ -1259,7 +1259,11 @@ exec-start = ["/bin/sh", "-c", "i=0; while [ $i -lt %d ]; do i=$((i+1)); echo n$
 		})
 	}()
 	want := 1
-	timeout := time.After(30 * time.Second)
+	// The writer forks a sleep per line: on a loaded machine the 600 lines
+	// take longer than any fixed bound, so the bound is on silence.
+	const silence = 30 * time.Second
+	timeout := time.NewTimer(silence)
+	defer timeout.Stop()
 	for want <= total {
 		select {
 		case l := <-frames:
@@ -1270,10 +1274,11 @@ exec-start = ["/bin/sh", "-c", "i=0; while [ $i -lt %d ]; do i=$((i+1)); echo n$
 				t.Fatalf("frame %q, want n%d", l.Text, want)
 			}
 			want++
+			timeout.Reset(silence)
 		case err := <-done:
 			t.Fatalf("logs -f call ended: %v", err)
-		case <-timeout:
-			t.Fatalf("only %d lines of %d arrived as frames", want-1, total)
+		case <-timeout.C:
+			t.Fatalf("only %d lines of %d arrived as frames, none in the last %v", want-1, total, silence)
 		}
 	}
 	select {
