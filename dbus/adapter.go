@@ -199,6 +199,7 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 			addRuntime(p.Service, rt)
 		}
 	}
+	p.FreezerState, p.CanFreeze = a.m.FreezerState(u.Name), a.m.CanFreeze(u.Name)
 	if cmds, ok := a.m.SocketCommands(u.Name); ok {
 		// The Socket interface reads its Exec* lists from Service.Exec,
 		// as the Service interface does.

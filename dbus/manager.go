@@ -151,6 +151,10 @@ type UnitProps struct {
 	// Automount, Swap...) by their D-Bus names, as the unit type reports
 	// them in `show` form; see typeprops.go.
 	TypeProps map[string]string
+	// FreezerState is running, freezing, frozen or thawing; CanFreeze
+	// whether the unit's type can be frozen (see freeze.go).
+	FreezerState string
+	CanFreeze    bool
 }
 
 // ServiceProps is the Service interface's state.

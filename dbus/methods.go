@@ -495,7 +495,7 @@ func unitMethods() []method {
 		{name: "ResetFailed", write: true, fn: func(c *call, o *object) ([]any, error) {
 			return nil, c.s.m.ResetFailed([]string{o.unit.ID})
 		}},
-		{name: "Ref", fn: nothing},
+		{name: "Ref", fn: func(c *call, o *object) ([]any, error) { return c.refUnit(o.unit.ID) }},
 		{name: "Unref", fn: func(c *call, o *object) ([]any, error) {
 			c.s.dropRef(c, o.unit.ID)
 			return nil, nil
@@ -513,14 +513,14 @@ func processMethods() []method {
 func buildTables() *tables {
 	stub := func(name string, props ...property) *iface { return newIface(name, nil, nil, props) }
 	t := &tables{
-		manager: newIface(ifaceManager, append(append(managerMethods(), moreManagerMethods()...), scopeAndInstallMethods()...), managerSignals(), managerProperties()),
-		unit:    newIface(ifaceUnit, unitMethods(), nil, unitProperties()),
+		manager: newIface(ifaceManager, append(append(append(managerMethods(), moreManagerMethods()...), scopeAndInstallMethods()...), freezeManagerMethods()...), managerSignals(), managerProperties()),
+		unit:    newIface(ifaceUnit, append(unitMethods(), freezeUnitMethods()...), nil, unitProperties()),
 		service: newIface(ifaceService, processMethods(), nil, serviceProperties()),
 		socket:  newIface(ifaceSocket, processMethods(), nil, socketProperties()),
 		target:  stub(ifaceTarget),
-		job: newIface(ifaceJob, []method{{name: "Cancel", write: true, fn: func(c *call, o *object) ([]any, error) {
+		job: newIface(ifaceJob, append([]method{{name: "Cancel", write: true, fn: func(c *call, o *object) ([]any, error) {
 			return nil, c.s.m.CancelJob(o.job.ID)
-		}}}, nil, jobProperties()),
+		}}}, jobOrderMethods()...), nil, jobProperties()),
 		mount: stub("org.freedesktop.systemd1.Mount", mountProperties()...),
 		timer: stub("org.freedesktop.systemd1.Timer", timerProperties()...),
 		path:  stub("org.freedesktop.systemd1.Path", pathProperties()...),

@@ -184,7 +184,12 @@ func unitProperties() []property {
 		constProp("AccessSELinuxContext", ""),
 		unitProp("LoadState", "s", func(u *UnitProps) any { return u.LoadState }),
 		unitProp("ActiveState", "s", func(u *UnitProps) any { return u.ActiveState }),
-		constProp("FreezerState", "running"),
+		unitProp("FreezerState", "s", func(u *UnitProps) any {
+			if u.FreezerState == "" {
+				return "running"
+			}
+			return u.FreezerState
+		}),
 		unitProp("SubState", "s", func(u *UnitProps) any { return u.SubState }),
 		unitProp("FragmentPath", "s", func(u *UnitProps) any { return u.FragmentPath }),
 		constProp("SourcePath", ""),
@@ -201,7 +206,7 @@ func unitProperties() []property {
 		unitProp("CanReload", "b", func(u *UnitProps) any { return u.CanReload }),
 		unitProp("CanIsolate", "b", func(u *UnitProps) any { return u.CanIsolate }),
 		constProp("CanClean", []string{}),
-		constProp("CanFreeze", false),
+		unitProp("CanFreeze", "b", func(u *UnitProps) any { return u.CanFreeze }),
 		unitProp("Job", "(uo)", func(u *UnitProps) any {
 			if u.JobID == 0 {
 				return jobRefT{Path: "/"}

@@ -192,13 +192,15 @@ if command -v systemctl >/dev/null; then
 	memcur=$(SYSTEMD_PAGER=cat systemctl show -p MemoryCurrent --value lim.slice 2>&1)
 	sysslice=$(SYSTEMD_PAGER=cat systemctl show -p Slice --value limhog.service 2>&1)
 else
+	# No systemctl on the host to copy in: initctl reads the same figure;
+	# the Slice property is D-Bus only and goes unchecked (said below).
 	memcur=$(initctl show lim.slice -p MemoryCurrent --value)
-	sysslice=lim.slice
+	sysslice="unchecked (no systemctl in the image)"
 fi
 echo "slice: memory.max=$slicemax oom_kill=$slicekills hog=$hogstate slice=$slicestate MemoryCurrent=$memcur Slice=$sysslice"
 case "$memcur" in ''|*[!0-9]*) memnum=no;; *) memnum=yes;; esac
 if test "$slicemax" = 41943040 && test "${slicekills:-0}" -ge 1 && test "$hogstate" = failed \
-   && test "$slicestate" = active && test "$memnum" = yes && test "$sysslice" = lim.slice; then ok slice-limit
+   && test "$slicestate" = active && test "$memnum" = yes && case "$sysslice" in lim.slice|unchecked*) true;; *) false;; esac; then ok slice-limit
 else bad slice-limit "memory.max=$slicemax oom_kill=$slicekills hog=$hogstate slice=$slicestate MemoryCurrent=$memcur Slice=$sysslice"; fi
 initctl reset-failed limhog.service
 initctl stop lim.slice

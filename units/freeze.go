@@ -174,3 +174,14 @@ func (m *Manager) thawBeforeStop(u *Unit) {
 	}
 	u.Logf("Thawed %s to stop it.", u.Name)
 }
+
+// CanFreeze reports whether name's type can be frozen here: a service,
+// scope or non-root slice, with cgroups in use.
+func (m *Manager) CanFreeze(name string) bool {
+	u := m.units[name]
+	if u == nil || m.cgroups == nil {
+		return false
+	}
+	_, ok := freezableGroup(u)
+	return ok
+}

@@ -88,7 +88,7 @@ func TestFreezeThawService(t *testing.T) {
 // handler runs rather than the stop timeout's SIGKILL ending it.
 func TestFrozenServiceStops(t *testing.T) {
 	h, tree := newCgroupHarness(t, map[string]string{"ticker.service": "[service]\nexec-start = \"/bin/sh @DIR@/trap.sh\"\ntimeout-stop = \"10s\"\n"})
-	script := "trap 'echo bye > " + h.dir + "/bye; exit 0' TERM\ntouch " + h.dir + "/ready\nwhile :; do sleep 0.1; done\n"
+	script := "exec >/dev/null 2>&1\ntrap 'echo bye > " + h.dir + "/bye; exit 0' TERM\ntouch " + h.dir + "/ready\nwhile :; do sleep 0.1; done\n"
 	if err := os.WriteFile(filepath.Join(h.dir, "trap.sh"), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}

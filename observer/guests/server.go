@@ -60,6 +60,12 @@ type Server struct {
 	Malformed atomic.Uint64
 	wg        sync.WaitGroup
 	closed    chan struct{}
+	// acceptor keeps the accept loop running: a panic in it would leave
+	// the socket open with nobody answering.
+	acceptor *observer.Keeper
+	// beforeAccept, when set, runs at each turn of the accept loop (tests
+	// make it panic).
+	beforeAccept atomic.Pointer[func()]
 }
 
 // Listen creates the socket and serves guests until Close.
@@ -101,7 +107,8 @@ func Listen(loop *observer.Loop, path string, opts Options) (*Server, error) {
 	}
 	s := &Server{loop: loop, ln: ln, path: path, opts: opts, closed: make(chan struct{})}
 	s.wg.Add(1)
-	go observer.Guard("observer socket", s.opts.Logf, s.accept)
+	s.acceptor = observer.Keep("observer socket", observer.KeepOptions{Logf: s.opts.Logf}, s.accept)
+	go func() { <-s.acceptor.Done(); s.wg.Done() }()
 	return s, nil
 }
 
@@ -140,23 +147,30 @@ func (s *Server) Close() error {
 	default:
 	}
 	close(s.closed)
+	s.acceptor.Stop()
 	err := s.ln.Close()
 	s.wg.Wait()
 	return err
 }
 
-func (s *Server) accept() {
-	defer s.wg.Done()
+// AcceptorStats say how the accept loop stands (restarts, last failure).
+func (s *Server) AcceptorStats() observer.KeeperStats { return s.acceptor.Stats() }
+
+// accept serves the listening socket until Close; it returns nil then.
+func (s *Server) accept() error {
 	for {
+		if hook := s.beforeAccept.Load(); hook != nil {
+			(*hook)()
+		}
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
 			select {
 			case <-s.closed:
-				return
+				return nil
 			default:
 			}
 			if errors.Is(err, net.ErrClosed) {
-				return
+				return nil
 			}
 			time.Sleep(10 * time.Millisecond)
 			continue
