@@ -506,13 +506,7 @@ func (m *Manager) releaseCommandCgroup(u *Unit) {
 	if err != nil {
 		return
 	}
-	if populated, _ := m.cgroups.Populated(rel); populated {
-		u.Logf("Unit's cgroup %s still has processes; left in place.", m.cgroups.Name(rel))
-		return
-	}
-	if err := m.cgroups.Remove(rel); err != nil {
-		u.Logf("%v", err)
-	}
+	m.releaseUnitCgroup(u, rel)
 }
 
 // spawnInCgroup starts spec inside the group rel: born there through

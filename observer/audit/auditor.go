@@ -79,6 +79,8 @@ type Auditor struct {
 	stopOnce sync.Once
 	stop     chan struct{}
 	workers  sync.WaitGroup
+	// keepers run the hash workers; set in New, read-only after.
+	keepers []*observer.Keeper
 
 	// logMu guards log, which Inline reads from the fanotify reader while
 	// a reload on the loop may replace it.
@@ -131,14 +133,15 @@ func New(opts Options) (*Auditor, error) {
 	a := &Auditor{opts: opts, jobs: make(chan hashJob, hashQueue), inlineQ: make(chan inlineJob, hashQueue),
 		stop: make(chan struct{}), marks: map[markTarget]markState{}}
 	a.hashFile = a.hashes.hash
+	// The workers are kept: a panic in a digest (a bug meeting one odd
+	// file) restarts the worker, where it would otherwise leave every
+	// later access waiting for its deadline.
 	for i := 0; i < opts.HashWorkers; i++ {
-		a.workers.Add(1)
-		go observer.Guard("audit hash worker", a.opts.Logf, a.hashWorker)
+		a.keep("audit hash worker", a.hashWorker)
 	}
 	// Inline decisions have a worker of their own: a service's start must
 	// not wait behind digests of the loop's accesses.
-	a.workers.Add(1)
-	go observer.Guard("audit inline hash worker", a.opts.Logf, a.inlineWorker)
+	a.keep("audit inline hash worker", a.inlineWorker)
 	p, err := LoadPolicy(opts.ConfigPath)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -229,6 +232,9 @@ func (a *Auditor) Stop() {
 		delete(a.marks, t)
 	}
 	a.stopOnce.Do(func() { close(a.stop) })
+	for _, k := range a.keepers {
+		k.Stop() // one waiting to restart would otherwise sit out its backoff
+	}
 	a.workers.Wait()
 	// Inline decisions still queued are let through, as the fanotify
 	// source does with everything it holds when it closes.
@@ -445,8 +451,25 @@ func (a *Auditor) recordOf(p *Policy, req *AccessRequest, rule, logged string, v
 		Access: req.Access.String(), Rule: rule, Logged: logged, Verdict: v.String(), Mode: string(p.Mode), Via: via}
 }
 
+// keep runs worker under observer.Keep until Stop; a.workers counts it
+// until it is gone for good.
+func (a *Auditor) keep(what string, worker func()) {
+	a.workers.Add(1)
+	k := observer.Keep(what, observer.KeepOptions{Logf: a.opts.Logf}, func() error { worker(); return nil })
+	a.keepers = append(a.keepers, k)
+	go func() { <-k.Done(); a.workers.Done() }()
+}
+
+// WorkerStats say how the hash workers stand (restarts, last failure).
+func (a *Auditor) WorkerStats() []observer.KeeperStats {
+	out := make([]observer.KeeperStats, 0, len(a.keepers))
+	for _, k := range a.keepers {
+		out = append(out, k.Stats())
+	}
+	return out
+}
+
 func (a *Auditor) hashWorker() {
-	defer a.workers.Done()
 	for {
 		select {
 		case <-a.stop:
@@ -515,20 +538,34 @@ func (a *Auditor) InlineLater(ev *observer.Event, answer func(observer.Verdict))
 }
 
 func (a *Auditor) inlineWorker() {
-	defer a.workers.Done()
 	for {
 		select {
 		case <-a.stop:
 			return
 		case job := <-a.inlineQ:
-			h := a.hashFile(job.req.Path)
-			if h.err != nil {
-				a.hashErrors.Add(1)
-			}
-			d, _ := job.policy.Evaluate(&job.req, &h)
-			job.answer(a.account(job.policy, &job.req, &d, "inline"))
+			a.inlineDecide(job)
 		}
 	}
+}
+
+// inlineDecide digests and answers one inline job. A panic on the way
+// still answers, with the policy's timeout verdict (what the held exec
+// would get had the worker been stuck), before it restarts the worker.
+func (a *Auditor) inlineDecide(job inlineJob) {
+	answered := false
+	defer func() {
+		if !answered {
+			job.answer(job.policy.TimeoutVerdict)
+		}
+	}()
+	h := a.hashFile(job.req.Path)
+	if h.err != nil {
+		a.hashErrors.Add(1)
+	}
+	d, _ := job.policy.Evaluate(&job.req, &h)
+	v := a.account(job.policy, &job.req, &d, "inline")
+	answered = true
+	job.answer(v)
 }
 
 // Inline judges an event on the fanotify reader's goroutine, without the

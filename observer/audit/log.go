@@ -195,6 +195,10 @@ type logWriter struct {
 	closing sync.Once
 
 	written, dropped, rotations atomic.Uint64
+	// keeper runs the writer again after a panic; beforeBatch, when set,
+	// runs before each batch (tests make it panic).
+	keeper      *observer.Keeper
+	beforeBatch atomic.Pointer[func()]
 
 	mu        sync.Mutex
 	followers map[*follower]struct{}
@@ -209,7 +213,11 @@ type follower struct {
 func startLogWriter(path string, maxSize int64, keep int, logf func(string, ...any)) *logWriter {
 	w := &logWriter{path: path, maxSize: maxSize, keep: keep, logf: logf,
 		ch: make(chan Record, logBuffer), done: make(chan struct{}), followers: map[*follower]struct{}{}}
-	go observer.Guard("audit log writer", w.logf, w.run)
+	// Kept: a panic (in formatting one odd record, say) costs that batch,
+	// counted as dropped, never the log. done closes when the writer is
+	// gone for good: after Close drained the queue.
+	w.keeper = observer.Keep("audit log writer", observer.KeepOptions{Logf: w.logf}, func() error { w.run(); return nil })
+	go func() { <-w.keeper.Done(); close(w.done) }()
 	return w
 }
 
@@ -249,7 +257,6 @@ func (w *logWriter) Follow(filter RecordFilter) (<-chan Record, func()) {
 }
 
 func (w *logWriter) run() {
-	defer close(w.done)
 	var f *os.File
 	var size int64
 	open := func() {
@@ -274,8 +281,15 @@ func (w *logWriter) run() {
 		}
 	}()
 	var buf []byte
+	var batch []Record
+	defer func() {
+		if p := recover(); p != nil {
+			w.dropped.Add(uint64(len(batch)))
+			panic(p) // for the keeper, which logs it and runs the writer again
+		}
+	}()
 	for r := range w.ch {
-		batch := []Record{r}
+		batch = []Record{r}
 	more:
 		for len(batch) < 256 {
 			select {
@@ -287,6 +301,9 @@ func (w *logWriter) run() {
 			default:
 				break more
 			}
+		}
+		if hook := w.beforeBatch.Load(); hook != nil {
+			(*hook)()
 		}
 		if f == nil {
 			open()

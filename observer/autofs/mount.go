@@ -62,8 +62,15 @@ type Mount struct {
 
 	deadline atomic.Int64
 	timeouts chan time.Duration
-	done     chan struct{}
-	wg       sync.WaitGroup
+	// idle is the current expire timeout, which a restarted expire loop
+	// starts from (timeouts only carries changes).
+	idle atomic.Int64
+	// expirer keeps the expire loop; beforeExpire, when set, runs before
+	// each EXPIRE (tests make it panic).
+	expirer      *observer.Keeper
+	beforeExpire atomic.Pointer[func()]
+	done         chan struct{}
+	wg           sync.WaitGroup
 
 	requests atomic.Uint64
 	failed   atomic.Uint64
@@ -181,6 +188,7 @@ func Start(opts Options) (*Mount, error) {
 		return undo(fmt.Errorf("autofs %s: %w", where, err))
 	}
 	m.deadline.Store(int64(opts.RequestDeadline))
+	m.idle.Store(int64(opts.IdleTimeout))
 	m.timeouts <- opts.IdleTimeout
 	m.wg.Add(2)
 	// The request reader is run again after a panic (observer.Keep): with
@@ -191,7 +199,14 @@ func Start(opts Options) (*Mount, error) {
 		reader.Stop()
 	}()
 	go func() { <-reader.Done(); m.wg.Done() }()
-	go observer.Guard("autofs expiry "+m.where, m.logf, m.expireLoop)
+	// The expire loop is kept too: without it an idle mount would stay
+	// mounted for ever.
+	m.expirer = m.src.Keep("autofs expiry "+m.where, observer.KeepOptions{Logf: m.logf}, func() error { m.expireLoop(); return nil })
+	go func() {
+		<-m.done
+		m.expirer.Stop()
+	}()
+	go func() { <-m.expirer.Done(); m.wg.Done() }()
 	return m, nil
 }
 
@@ -222,6 +237,7 @@ func (m *Mount) SetIdleTimeout(d time.Duration) error {
 	if err := m.ctl.SetTimeout(m.ioctlFD, d); err != nil {
 		return fmt.Errorf("autofs %s: %w", m.where, err)
 	}
+	m.idle.Store(int64(d))
 	select {
 	case <-m.timeouts:
 	default:
@@ -352,16 +368,21 @@ func expirePeriod(timeout time.Duration) time.Duration {
 // The EXPIRE ioctl blocks until the expire request it raised is answered,
 // which is why it runs here and never on the loop.
 func (m *Mount) expireLoop() {
-	defer m.wg.Done()
 	var tick *time.Ticker
 	var tickC <-chan time.Time
+	if p := expirePeriod(time.Duration(m.idle.Load())); p > 0 {
+		tick = time.NewTicker(p)
+		tickC = tick.C
+	}
+	defer func() {
+		if tick != nil {
+			tick.Stop()
+		}
+	}()
 	lastErr := ""
 	for {
 		select {
 		case <-m.done:
-			if tick != nil {
-				tick.Stop()
-			}
 			return
 		case d := <-m.timeouts:
 			if tick != nil {
@@ -373,6 +394,9 @@ func (m *Mount) expireLoop() {
 				tickC = tick.C
 			}
 		case <-tickC:
+			if hook := m.beforeExpire.Load(); hook != nil {
+				(*hook)()
+			}
 			for {
 				expired, err := m.ctl.Expire(m.ioctlFD, ExpireNormal)
 				if err != nil {
