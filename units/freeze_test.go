@@ -143,3 +143,30 @@ func TestFreezerStateFromCgroupFiles(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEventsFrozen: any cgroup.events text parses without a panic, and
+// the answer is the value of its first "frozen" key.
+func FuzzEventsFrozen(f *testing.F) {
+	f.Add("populated 1\nfrozen 0\n")
+	f.Add("populated 0\nfrozen 1\n")
+	f.Add("frozen 1")
+	f.Add("frozen\n")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, events string) {
+		got := eventsFrozen(events)
+		want := false
+		for _, line := range strings.Split(events, "\n") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(line), " "); ok && k == "frozen" {
+				want = strings.TrimSpace(v) == "1"
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("eventsFrozen(%q) = %v, want %v", events, got, want)
+		}
+		// A file without the key, followed by "frozen 1", is frozen.
+		if !strings.Contains(events, "frozen") && !eventsFrozen(events+"\nfrozen 1\n") {
+			t.Fatalf("%q + frozen 1 not frozen", events)
+		}
+	})
+}

@@ -268,7 +268,7 @@ func TestMarkTreeCoversTheSubtreeOnly(t *testing.T) {
 }
 
 func TestBackstopAnswersWhenTheLoopNeverDoes(t *testing.T) {
-	h := newSource(t, Options{Deadline: 200 * time.Millisecond, Default: observer.Deny})
+	h := newSource(t, Options{Deadline: 2 * time.Second, Default: observer.Deny})
 	h.decide(time.Hour, observer.Allow)
 	// The loop is never run: it is stuck as far as the source can tell.
 	path := tempFile(t, "x\n")
