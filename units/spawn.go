@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -294,7 +295,12 @@ func (m *Manager) captureOutput(u *Unit, st *exec.Started) {
 			continue
 		}
 		if !ok {
-			p.f.Close()
+			// Closing the pipe would kill the process's next write with
+			// SIGPIPE (a TERM handler saying goodbye, say): drain it.
+			go func(f *os.File) {
+				io.Copy(io.Discard, f)
+				f.Close()
+			}(p.f)
 			continue
 		}
 		c.Capture(u.Name, st.PID, p.stream, p.f, echo)
