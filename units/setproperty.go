@@ -209,36 +209,11 @@ func tomlValue(typ reflect.Type, v string) string {
 			return strconv.Itoa(n)
 		}
 	case typ == reflect.TypeOf(unitfile.DeviceLimits{}):
-		return "[" + tomlQuote(v) + "]"
+		return "[" + unitfile.QuoteString(v) + "]"
 	case typ == reflect.TypeOf(unitfile.Delegate{}):
 		if v == "true" || v == "false" || v == "yes" || v == "no" {
 			return strconv.FormatBool(v == "true" || v == "yes")
 		}
 	}
-	return tomlQuote(v)
-}
-
-// tomlQuote writes s as a TOML basic string. strconv.Quote would not do:
-// its \a, \v and \x escapes are not TOML, and the loader would refuse the
-// drop-in.
-func tomlQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r == '\n':
-			b.WriteString(`\n`)
-		case r == '\t':
-			b.WriteString(`\t`)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04X`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
+	return unitfile.QuoteString(v)
 }
