@@ -350,6 +350,11 @@ func (m *Manager) Show(name string, only []string) ([]api.Property, error) {
 		p("InactiveExitTimestamp", ts(u.inactiveExit)), p("ConditionResult", yesno(u.conditionResult)),
 		p("NeedDaemonReload", yesno(u.needsReload())),
 	}
+	if u.cfg != nil {
+		if slice := sliceOfConfig(u.cfg); slice != "" {
+			props = append(props, p("Slice", slice))
+		}
+	}
 	for k := DepKind(0); k < numDepKinds; k++ {
 		if deps := u.Deps(k); len(deps) > 0 {
 			props = append(props, p(k.String(), strings.Join(deps, " ")))

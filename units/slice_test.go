@@ -49,6 +49,9 @@ func TestSliceUnitsImpliedAndOrdered(t *testing.T) {
 			t.Errorf("-.slice requires %v", h.m.Unit("-.slice").Deps(Requires))
 		}
 	})
+	if got := h.prop("db.service", "Slice"); got != "app-db.slice" {
+		t.Errorf("initctl show db.service: Slice=%q, want app-db.slice", got)
+	}
 	if res, why := h.start("db.service"); res != api.ResultDone {
 		t.Fatalf("start: %s (%s)", res, why)
 	}
