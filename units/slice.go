@@ -63,7 +63,7 @@ func sliceOfConfig(cfg *config) string {
 				return r.Slice
 			}
 		}
-		return cgroup.SystemSlice
+		return unitfile.DefaultSlice(cfg.Name)
 	}
 	return ""
 }

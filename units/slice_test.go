@@ -14,8 +14,9 @@ import (
 // and the graph ties each unit to its slice and each slice to its parent.
 func TestSliceUnitsImpliedAndOrdered(t *testing.T) {
 	h := newHarness(t, map[string]string{
-		"db.service":    "[service]\nexec-start = \"/bin/sleep 300\"\n[resources]\nslice = \"app-db.slice\"\n",
-		"plain.service": "[service]\nexec-start = \"/bin/sleep 300\"\n",
+		"db.service":     "[service]\nexec-start = \"/bin/sleep 300\"\n[resources]\nslice = \"app-db.slice\"\n",
+		"plain.service":  "[service]\nexec-start = \"/bin/sleep 300\"\n",
+		"tty-x@.service": "[service]\nexec-start = \"/bin/sleep 300\"\n",
 	})
 	var names []string
 	h.do(func() {
@@ -49,6 +50,16 @@ func TestSliceUnitsImpliedAndOrdered(t *testing.T) {
 			t.Errorf("-.slice requires %v", h.m.Unit("-.slice").Deps(Requires))
 		}
 	})
+	// Instances of a template share a slice named after it, as in systemd.
+	if res, why := h.start("tty-x@1.service"); res != api.ResultDone {
+		t.Fatalf("start tty-x@1.service: %s (%s)", res, why)
+	}
+	if got := h.prop("tty-x@1.service", "Slice"); got != `system-tty\x2dx.slice` {
+		t.Errorf("tty-x@1.service: Slice=%q, want system-tty\\x2dx.slice", got)
+	}
+	if a, _ := h.state(`system-tty\x2dx.slice`); a != "active" {
+		t.Errorf("the template's slice is %s after its instance started", a)
+	}
 	if got := h.prop("db.service", "Slice"); got != "app-db.slice" {
 		t.Errorf("initctl show db.service: Slice=%q, want app-db.slice", got)
 	}

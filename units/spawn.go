@@ -403,9 +403,18 @@ func (u *Unit) resources() *unitfile.ResourcesSection {
 	return &unitfile.ResourcesSection{}
 }
 
+// slice is the slice u's cgroup sits in: the one it names, or the
+// default for its name.
+func (u *Unit) slice() string {
+	if slice := u.resources().Slice; slice != "" {
+		return slice
+	}
+	return unitfile.DefaultSlice(u.Name)
+}
+
 // cgroupPath is where u's cgroup goes, relative to the tree.
 func (m *Manager) cgroupPath(u *Unit) (string, error) {
-	return cgroup.UnitPath(u.Name, u.resources().Slice)
+	return cgroup.UnitPath(u.Name, u.slice())
 }
 
 // applyCgroup creates u's cgroup at rel, with the slices above it, and
@@ -413,10 +422,7 @@ func (m *Manager) cgroupPath(u *Unit) (string, error) {
 // any) and of u. What the kernel cannot do comes back as warnings.
 func (m *Manager) applyCgroup(u *Unit, rel string) ([]string, error) {
 	var warnings []string
-	slice := u.resources().Slice
-	if slice == "" {
-		slice = cgroup.SystemSlice
-	}
+	slice := u.slice()
 	if slice != cgroup.RootSlice && !strings.HasSuffix(u.Name, ".slice") {
 		for _, sl := range append(cgroup.ParentSlices(slice), slice) {
 			dir, err := cgroup.SlicePath(sl)

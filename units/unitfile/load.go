@@ -608,6 +608,8 @@ func impliedSlices(units map[string]*Unit) []string {
 		}
 		if u.Resources != nil && strings.HasSuffix(u.Resources.Slice, ".slice") {
 			need[u.Resources.Slice] = true
+		} else if u.Type == TypeService || u.Type == TypeSocket || u.Type == TypeScope {
+			need[DefaultSlice(name)] = true
 		}
 	}
 	for name := range need {

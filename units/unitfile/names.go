@@ -81,6 +81,20 @@ func (n Name) WithInstance(inst string) string {
 	return n.Prefix + "@" + inst + "." + string(n.Type)
 }
 
+// DefaultSlice is the slice a unit of a cgroup-holding type sits in when
+// it names none, as systemd's system manager chooses it: the instances of
+// a template share "system-PREFIX.slice" (getty@tty1.service sits in
+// system-getty.slice; a '-' in the prefix is escaped as \x2d so that it
+// does not nest), everything else sits in system.slice.
+func DefaultSlice(name string) string {
+	n, err := ParseName(name)
+	if err != nil || !n.IsInstance() {
+		return "system.slice"
+	}
+	prefix := strings.ReplaceAll(n.Prefix, `\`, `\x5c`)
+	return "system-" + strings.ReplaceAll(prefix, "-", `\x2d`) + ".slice"
+}
+
 func isNameChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
 		c == ':' || c == '_' || c == '.' || c == '-' || c == '\\'

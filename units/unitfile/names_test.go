@@ -150,3 +150,19 @@ func TestExpandSpecifiers(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultSlice(t *testing.T) {
+	for name, want := range map[string]string{
+		"sshd.service":                       "system.slice",
+		"getty@.service":                     "system.slice",
+		"getty@tty1.service":                 "system-getty.slice",
+		"serial-getty@ttyS0.service":         `system-serial\x2dgetty.slice`,
+		"echo@0-1.2.3.4:7-5.6.7.8:9.service": "system-echo.slice",
+		`a\x2db@x.socket`:                    `system-a\x5cx2db.slice`,
+		"not a name":                         "system.slice",
+	} {
+		if got := DefaultSlice(name); got != want {
+			t.Errorf("DefaultSlice(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
