@@ -20,14 +20,7 @@ func BenchmarkListUnits1000(b *testing.B) {
 		files[fmt.Sprintf("u%04d.service", i)] = "[service]\nexec-start = \"/bin/true\"\n"
 	}
 	h := newHarness(b, files)
-	conn, err := dbus.Dial("unix:path=" + h.sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Auth(nil); err != nil {
-		b.Fatal(err)
-	}
+	conn := godbusClient(b, h.sock)
 	mgr := conn.Object(busName, managerPath)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -44,14 +37,7 @@ func BenchmarkListUnits1000(b *testing.B) {
 // BenchmarkGetAllService measures `systemctl status`'s main call.
 func BenchmarkGetAllService(b *testing.B) {
 	h := newHarness(b, testUnits())
-	conn, err := dbus.Dial("unix:path=" + h.sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Auth(nil); err != nil {
-		b.Fatal(err)
-	}
+	conn := godbusClient(b, h.sock)
 	obj := conn.Object(busName, UnitPath("sleeper.service"))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -66,14 +52,7 @@ func BenchmarkGetAllService(b *testing.B) {
 // manager's loop.
 func BenchmarkPing(b *testing.B) {
 	h := newHarness(b, testUnits())
-	conn, err := dbus.Dial("unix:path=" + h.sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Auth(nil); err != nil {
-		b.Fatal(err)
-	}
+	conn := godbusClient(b, h.sock)
 	obj := conn.Object(busName, managerPath)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -92,14 +71,7 @@ func BenchmarkGetAllService1000Units(b *testing.B) {
 		files[fmt.Sprintf("u%04d.service", i)] = "[service]\nexec-start = \"/bin/true\"\n[install]\nwanted-by = [\"test.target\"]\n"
 	}
 	h := newHarness(b, files)
-	conn, err := dbus.Dial("unix:path=" + h.sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Auth(nil); err != nil {
-		b.Fatal(err)
-	}
+	conn := godbusClient(b, h.sock)
 	obj := conn.Object(busName, UnitPath("sleeper.service"))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

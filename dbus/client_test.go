@@ -13,7 +13,7 @@ import (
 
 // godbusClient connects godbus's own client to the private socket: its
 // handshake is the bare AUTH / AUTH EXTERNAL <hex uid> form.
-func godbusClient(t *testing.T, sock string) *dbus.Conn {
+func godbusClient(t testing.TB, sock string) *dbus.Conn {
 	t.Helper()
 	conn, err := dbus.Dial("unix:path=" + sock)
 	if err != nil {

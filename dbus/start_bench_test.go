@@ -17,14 +17,7 @@ func BenchmarkStartOneshot1000Units(b *testing.B) {
 		files[fmt.Sprintf("u%04d.service", i)] = "[service]\nexec-start = \"/bin/true\"\n"
 	}
 	h := newHarness(b, files)
-	conn, err := dbus.Dial("unix:path=" + h.sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.Auth(nil); err != nil {
-		b.Fatal(err)
-	}
+	conn := godbusClient(b, h.sock)
 	if err := conn.Object(busName, managerPath).Call(ifaceManager+".Subscribe", 0).Err; err != nil {
 		b.Fatal(err)
 	}

@@ -112,14 +112,7 @@ echo "RESULT unplug-vdb ok"
 // stop the unit bound to it. A hot-plugged virtio-rng shows a module
 // autoloaded for a device whose driver is not loaded.
 func TestDeviceHotplugInGuest(t *testing.T) {
-	skipWithoutVM(t)
-	kernel, err := qemu.FindKernel("/boot")
-	if err != nil {
-		t.Skip(err)
-	}
-	if _, err := qemu.ModulesDir(kernel); err != nil {
-		t.Skip(err)
-	}
+	skipWithoutModules(t)
 	var load []string
 	for _, m := range initramfs.DefaultModules() {
 		if m != "virtio_blk" && m != "virtio_rng" {

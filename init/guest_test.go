@@ -45,6 +45,26 @@ func skipWithoutVM(t testing.TB) {
 	}
 }
 
+// skipWithoutModules is skipWithoutVM for tests whose image must carry
+// kernel modules: without a kernel or its modules directory the test is
+// skipped, or fails when VIGIL_REQUIRE_VM asks for every boot.
+func skipWithoutModules(t testing.TB) {
+	t.Helper()
+	skipWithoutVM(t)
+	missing := t.Skip
+	if os.Getenv("VIGIL_REQUIRE_VM") != "" {
+		missing = t.Fatal
+	}
+	kernel, err := qemu.FindKernel("/boot")
+	if err != nil {
+		missing(err)
+		return
+	}
+	if _, err := qemu.ModulesDir(kernel); err != nil {
+		missing(err)
+	}
+}
+
 // writeUnits writes units (see guestRun.units) into a new directory.
 func writeUnits(t testing.TB, units map[string]string) string {
 	t.Helper()

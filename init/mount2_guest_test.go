@@ -93,14 +93,7 @@ echo "RESULT loop ok"
 // mounted through a loop device (fstab "loop"); the loop device must be
 // gone after the unit stops.
 func TestPartitionAndLoopMountsInGuest(t *testing.T) {
-	skipWithoutVM(t)
-	kernel, err := qemu.FindKernel("/boot")
-	if err != nil {
-		t.Skip(err)
-	}
-	if _, err := qemu.ModulesDir(kernel); err != nil {
-		t.Skip(err)
-	}
+	skipWithoutModules(t)
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "gpt.img")
 	const partUUID1, partUUID2 = "6e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b", "7f2a3b4c-5d6e-4f70-9bac-1d2e3f4a5b6c"

@@ -85,14 +85,7 @@ echo "RESULT hotplug-unmounted ok"
 // finally, after the guest powered off, e2fsck on the host must find the
 // fstab disk clean (it was written to and unmounted at shutdown).
 func TestMountsInGuest(t *testing.T) {
-	skipWithoutVM(t)
-	kernel, err := qemu.FindKernel("/boot")
-	if err != nil {
-		t.Skip(err)
-	}
-	if _, err := qemu.ModulesDir(kernel); err != nil {
-		t.Skip(err)
-	}
+	skipWithoutModules(t)
 	e2fsck, err := exec.LookPath("e2fsck")
 	if err != nil {
 		t.Skip("e2fsck not installed")
