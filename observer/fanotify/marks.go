@@ -229,11 +229,51 @@ func resolve(k markKey) (resolved, error) {
 	}
 }
 
+// maxRefreshPasses bounds refreshLocked's passes while paths keep changing
+// under it; the path watcher's next record brings another round anyway.
+const maxRefreshPasses = 16
+
 // refreshLocked resolves every mark again, brings the kernel's marks in line
 // (adding first, so no covered access slips through between) and publishes
 // a new snapshot. It returns the errors per mark.
+//
+// A component can appear between a mark's resolution and the inotify watch
+// that should report it (mkdir -p of a/b/c: "b" is made before the watch on
+// "a" exists), and no record would ever come. So once the watches are in
+// place every mark is resolved again, and the pass repeats if one moved.
 func (s *Source) refreshLocked() map[MarkID]error {
+	var errs map[MarkID]error
+	for range maxRefreshPasses {
+		var used map[MarkID]resolved
+		errs, used = s.refreshPassLocked()
+		if !s.movedSince(used) {
+			break
+		}
+	}
+	return errs
+}
+
+// movedSince tells whether some mark would now resolve to another target
+// than it did in used.
+func (s *Source) movedSince(used map[MarkID]resolved) bool {
+	for id, e := range s.marks {
+		was, had := used[id]
+		now, err := resolve(e.key)
+		if had != (err == nil) {
+			return true
+		}
+		if had && (now.key != was.key || now.path != was.path || now.exists != was.exists) {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshPassLocked is one pass of refreshLocked; it also returns what each
+// mark resolved to.
+func (s *Source) refreshPassLocked() (map[MarkID]error, map[MarkID]resolved) {
 	errs := map[MarkID]error{}
+	used := map[MarkID]resolved{}
 	want := map[targetKey]*target{}
 	owners := map[targetKey][]MarkID{}
 	sn := &snapshot{exact: map[string][]markView{}, dirs: map[string][]markView{}}
@@ -246,6 +286,7 @@ func (s *Source) refreshLocked() map[MarkID]error {
 			errs[id] = err
 			continue
 		}
+		used[id] = r
 		if dir, name, ok := watchPoint(e.key, r); ok {
 			if watch[dir] == nil {
 				watch[dir] = map[string]bool{}
@@ -319,6 +360,9 @@ func (s *Source) refreshLocked() map[MarkID]error {
 	}
 	s.applied = want
 	s.snap.Store(sn)
+	if s.beforeWatch != nil {
+		s.beforeWatch()
+	}
 	if s.paths != nil {
 		for dir, err := range s.paths.sync(watch) {
 			// Without the watch, a component appearing there is only
@@ -326,7 +370,7 @@ func (s *Source) refreshLocked() map[MarkID]error {
 			s.logf("fanotify: cannot follow %s for marks below it: %v", dir, err)
 		}
 	}
-	return errs
+	return errs, used
 }
 
 // stillAt tells whether path still leads to the kernel target key.

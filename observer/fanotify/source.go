@@ -113,6 +113,9 @@ type Source struct {
 	// stale is set when a kernel mark could not be removed (its path leads
 	// elsewhere now), so applied no longer lists every kernel mark.
 	stale bool
+	// beforeWatch, when set, runs in each refresh pass between resolving
+	// the marks and placing the path watches: tests change paths there.
+	beforeWatch func()
 
 	heldMu sync.Mutex
 	held   map[*heldEvent]struct{}

@@ -217,6 +217,47 @@ func TestNonexistentDeepPathMarkedOnceItAppears(t *testing.T) {
 	}
 }
 
+// A path made between a mark's resolution and the inotify watch that
+// should report it sends no record at all: the refresh must notice anyway.
+func TestPathMadeBeforeItsWatchIsPlaced(t *testing.T) {
+	h := newSource(t, Options{})
+	h.decide(time.Hour, observer.Allow)
+	h.run()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a", "b", "file")
+	made := false
+	h.src.mu.Lock()
+	h.src.beforeWatch = func() {
+		if made {
+			return
+		}
+		made = true
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Error(err)
+		}
+		if err := os.WriteFile(path, []byte("raced\n"), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	h.src.mu.Unlock()
+	h.mark(path, Open)
+	if !made {
+		t.Fatal("the hook never ran")
+	}
+	if h.src.snap.Load().pending {
+		t.Fatal("mark still pending on an ancestor though its file exists")
+	}
+	cat := start(t, "/bin/cat", path)
+	ev := h.next()
+	if ev.Attr("path") != path {
+		t.Fatalf("event %v: want %s", ev, path)
+	}
+	h.answer(ev, observer.Allow)
+	if out, err := cat.wait(t); err != nil || out != "raced\n" {
+		t.Fatalf("cat: %q, %v", out, err)
+	}
+}
+
 func TestDirectoryMarkCoversItsFiles(t *testing.T) {
 	h := newSource(t, Options{})
 	h.decide(time.Hour, observer.Allow)
