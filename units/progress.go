@@ -42,7 +42,7 @@ func (m *Manager) announceSlowJobs() {
 			slow = append(slow, j)
 		}
 	}
-	if len(slow) > 0 {
+	if len(slow) > 0 && !m.unitOnConsole() {
 		sort.Slice(slow, func(a, b int) bool { return slow[a].ID < slow[b].ID })
 		j := slow[m.slowTurn%len(slow)]
 		m.slowTurn++
@@ -51,6 +51,37 @@ func (m *Manager) announceSlowJobs() {
 	if running {
 		m.slowTimer = m.AfterFunc(m.opts.SlowJobAfter, m.announceSlowJobs)
 	}
+}
+
+// unitOnConsole tells whether a unit that may write to the console (or read
+// from it) has processes now: systemd keeps its status lines off the
+// console then (manager_ref_console), so they do not break into a shell's,
+// a prompt's or a script's lines.
+func (m *Manager) unitOnConsole() bool {
+	for name, u := range m.units {
+		if name != u.Name {
+			continue // an alias
+		}
+		if active, _ := u.Active(); active == StateInactive || active == StateFailed {
+			continue
+		}
+		if ec := u.execContext(); ec != nil && mayTouchConsole(ec) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayTouchConsole is systemd's exec_context_may_touch_console: standard
+// input, output or error on a terminal, or output copied to the console.
+func mayTouchConsole(ec *unitfile.ExecContext) bool {
+	for _, k := range []unitfile.StdIOKind{ec.StandardInput.Kind, ec.StandardOutput.Kind, ec.StandardError.Kind} {
+		switch k {
+		case unitfile.StdIOTTY, unitfile.StdIOTTYForce, unitfile.StdIOTTYFail, unitfile.StdIOLogConsole:
+			return true
+		}
+	}
+	return false
 }
 
 // slowJobMessage reads "A stop job is running for Foo (12s / 1min 30s)".
