@@ -42,12 +42,15 @@
 // does not exist yet is covered through its nearest existing ancestor (with
 // open events of its children added, so that the path, once created there,
 // is held even before it is marked itself). The path watcher (pathWatch,
-// one inotify descriptor) follows the entry each mark depends on: the next
-// missing component in the nearest existing ancestor, or an existing
-// path's own name in its parent. When one appears or goes, the marks are
-// resolved again at once, component by component; nothing polls. A deeper
-// component created and opened at once may beat its mark by the
-// microseconds the watcher takes.
+// one inotify descriptor) follows every component of each mark's path in
+// the directory above it, down to the path itself or its first missing
+// component, one watch per distinct directory. When one appears, goes or
+// is replaced (a directory higher up renamed included), the marks are
+// resolved again at once; nothing polls. The reader does the same, before
+// answering, for an open of a pending mark's first missing component (see
+// catchUp). A file deeper below the ancestor, created and opened at once,
+// may still beat its mark by the microseconds the watcher takes: the
+// kernel reports that open to no mark the source has (docs/fanotify.md).
 //
 // The reader and the path watcher run under observer.Keep: a panic or a
 // read error restarts them with backoff, counted in the loop's source

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -228,5 +229,103 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within %v", what, wait)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// deciding is a running source whose decider holds every event until the
+// test answers (answering def only after an hour).
+func deciding(t *testing.T, def observer.Verdict) *harness {
+	t.Helper()
+	h := newSource(t, Options{})
+	h.decide(time.Hour, def)
+	h.run()
+	return h
+}
+
+// catHeld has cat read path in another process, expects its open held (the
+// event naming path, and mark unless mark is empty), allows it and checks
+// that cat then printed want.
+func (h *harness) catHeld(path, mark, want string) {
+	h.t.Helper()
+	cat := start(h.t, "/bin/cat", path)
+	ev := h.next()
+	if ev.Attr("path") != path || mark != "" && ev.Attr("mark") != mark {
+		h.t.Fatalf("event %v: want an open of %s (mark %q)", ev, path, mark)
+	}
+	if cat.finished() {
+		h.t.Fatalf("cat of %s finished while its open was held", path)
+	}
+	h.answer(ev, observer.Allow)
+	if out, err := cat.wait(h.t); err != nil || out != want {
+		h.t.Fatalf("cat %s: %q, %v; want %q", path, out, err, want)
+	}
+}
+
+// catFree has cat read path in another process and checks that it printed
+// want without being held (nothing posted meanwhile).
+func (h *harness) catFree(path, want string) {
+	h.t.Helper()
+	before := h.src.Stats().Posted
+	if out, err := start(h.t, "/bin/cat", path).wait(h.t); err != nil || out != want {
+		h.t.Fatalf("cat %s (not held): %q, %v; want %q", path, out, err, want)
+	}
+	if n := h.src.Stats().Posted - before; n != 0 {
+		h.t.Fatalf("cat %s: %d events posted; want none", path, n)
+	}
+}
+
+// kernelTargets lists the paths through which the kernel marks were
+// placed, sorted.
+func kernelTargets(h *harness) []string {
+	h.src.mu.Lock()
+	defer h.src.mu.Unlock()
+	var out []string
+	for _, t := range h.src.applied {
+		out = append(out, t.path)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// markedThrough waits until the kernel mark is placed through want alone.
+func markedThrough(t *testing.T, h *harness, want string) {
+	t.Helper()
+	eventually(t, "kernel mark through "+want, func() bool {
+		got := kernelTargets(h)
+		return len(got) == 1 && got[0] == want
+	})
+}
+
+// markedOn waits until the kernel mark is on the inode path leads to now.
+func markedOn(t *testing.T, h *harness, path string) {
+	t.Helper()
+	id, ok := statID(path)
+	if !ok {
+		t.Fatalf("stat %s failed", path)
+	}
+	eventually(t, "kernel mark on the inode of "+path, func() bool {
+		h.src.mu.Lock()
+		defer h.src.mu.Unlock()
+		_, ok := h.src.applied[targetKey{dev: id.dev, ino: id.ino}]
+		return ok
+	})
+}
+
+// makeFile writes content to path, making the directories above it.
+func makeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantPosted checks how many events were posted to the loop so far.
+func (h *harness) wantPosted(n uint64) {
+	h.t.Helper()
+	if st := h.src.Stats(); st.Posted != n {
+		h.t.Errorf("stats %+v: want %d posted events", st, n)
 	}
 }

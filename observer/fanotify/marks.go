@@ -58,7 +58,10 @@ type snapshot struct {
 	// pending is set when some mark is covered through an ancestor, until
 	// the path watcher sees its path appear.
 	pending bool
-	count   int
+	// next holds the real paths of the first missing components of the
+	// pending marks (see nextComponent).
+	next  map[string]bool
+	count int
 }
 
 // match finds the mark covering path for the access bit, preferring the most
@@ -175,6 +178,7 @@ type resolved struct {
 	exists bool
 	isDir  bool
 	real   string
+	realAt string // path with symbolic links resolved
 }
 
 // resolve finds the kernel target of a mark: the file or directory itself,
@@ -191,10 +195,11 @@ func resolve(k markKey) (resolved, error) {
 				return resolved{}, fmt.Errorf("fanotify mark %s: %s is on procfs, which the source reads itself: %w", k.path, p, ErrUnavailable)
 			}
 			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-			r := resolved{path: p, exists: p == k.path, isDir: isDir, real: k.path}
+			r := resolved{path: p, exists: p == k.path, isDir: isDir, real: k.path, realAt: p}
 			// Events carry the file's real path: match against that.
 			if real, err := filepath.EvalSymlinks(p); err == nil {
 				r.real = filepath.Join(real, strings.TrimPrefix(k.path, p))
+				r.realAt = real
 			}
 			switch {
 			case k.tree && r.exists:
@@ -276,7 +281,7 @@ func (s *Source) refreshPassLocked() (map[MarkID]error, map[MarkID]resolved) {
 	used := map[MarkID]resolved{}
 	want := map[targetKey]*target{}
 	owners := map[targetKey][]MarkID{}
-	sn := &snapshot{exact: map[string][]markView{}, dirs: map[string][]markView{}}
+	sn := &snapshot{exact: map[string][]markView{}, dirs: map[string][]markView{}, next: map[string]bool{}}
 	// watch lists the directory entries the marks depend on, for the
 	// path watcher (see pathWatch).
 	watch := map[string]map[string]bool{}
@@ -287,11 +292,11 @@ func (s *Source) refreshPassLocked() (map[MarkID]error, map[MarkID]resolved) {
 			continue
 		}
 		used[id] = r
-		if dir, name, ok := watchPoint(e.key, r); ok {
-			if watch[dir] == nil {
-				watch[dir] = map[string]bool{}
+		for _, wp := range watchPoints(e.key, r) {
+			if watch[wp.dir] == nil {
+				watch[wp.dir] = map[string]bool{}
 			}
-			watch[dir][name] = true
+			watch[wp.dir][wp.name] = true
 		}
 		t := want[r.key]
 		if t == nil {
@@ -312,6 +317,9 @@ func (s *Source) refreshPassLocked() (map[MarkID]error, map[MarkID]resolved) {
 			sn.exact[v.real] = append(sn.exact[v.real], v)
 			if !r.exists {
 				sn.pending = true
+			}
+			if next, ok := nextComponent(e.key, r); ok {
+				sn.next[next] = true
 			}
 		}
 		sn.count++

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,17 +28,18 @@ const selfGone = unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_IGNORED | uni
 
 // pathWatch follows, with one inotify descriptor, the directory entries the
 // marks depend on, so that the marks are resolved again as soon as a path
-// component appears or goes, without polling:
-//   - a mark whose path does not exist yet: its nearest existing ancestor,
-//     for the next component of the path (/srv/a for "b" of /srv/a/b/c);
-//   - a mark whose path exists: its parent directory, for its own name
-//     (deleted, renamed away, replaced by a rename).
+// component appears or goes, without polling: every component of a mark's
+// path, in the directory above it, down to the path itself or to its first
+// missing component (see watchPoints). A mark of /srv/a/b/file is resolved
+// again when file, b, a or srv is deleted, renamed away or replaced.
 //
 // Its reader goroutine only turns records into Source.reresolve calls; it
 // never touches the fanotify reader, which goes on answering meanwhile.
-// A component created and opened at once can still beat the re-mark by
-// the few microseconds the reader needs; a directory further up renamed
-// away is not seen (only the directory just above a component is watched).
+// A file two or more components below a pending mark's ancestor, created
+// and opened at once, can still beat the re-mark by the few microseconds
+// the watcher needs (the kernel reports no event for that open: see
+// docs/fanotify.md); an open of the first missing component itself is
+// caught by the fanotify reader (see catchUp).
 type pathWatch struct {
 	fd   int
 	file *os.File
@@ -66,18 +68,111 @@ func newPathWatch() (*pathWatch, error) {
 		byWD: map[int32]map[string]bool{}, byDir: map[string]int32{}}, nil
 }
 
-// watchPoint is the directory and entry name a resolved mark depends on;
-// ok is false when there is none (the root itself).
-func watchPoint(k markKey, r resolved) (dir, name string, ok bool) {
+// watchPoint is a directory entry a mark depends on: name in dir.
+type watchPoint struct{ dir, name string }
+
+// watchPoints lists the directory entries a resolved mark depends on:
+// every component of its path, each in the directory above it, from the
+// root down to the path itself or, for a path that does not exist yet, to
+// its first missing component. Any of them deleted, renamed away or
+// replaced by a rename changes what the path leads to (/srv renamed moves
+// /srv/a/b/file as surely as file renamed). When the existing part of the
+// path leads through symbolic links, the components of its real path are
+// added too: the target of a link may go as well. Marks share the
+// directories above them, so the kernel watches are bounded by the
+// distinct directories, not by marks times depth.
+func watchPoints(k markKey, r resolved) []watchPoint {
+	last := k.path
 	if !r.exists {
-		rest := strings.TrimPrefix(strings.TrimPrefix(k.path, r.path), "/")
-		name, _, _ = strings.Cut(rest, "/")
-		return r.path, name, name != ""
+		last = r.path // an ancestor that is a file: only its own name matters
+		if r.isDir {
+			last = filepath.Join(r.path, firstMissing(k, r))
+		}
 	}
-	if k.path == "/" {
-		return "", "", false
+	pts := componentsOf(last, nil)
+	if r.realAt != "" && r.realAt != r.path {
+		pts = componentsOf(r.realAt, pts)
 	}
-	return filepath.Dir(k.path), filepath.Base(k.path), true
+	return pts
+}
+
+// componentsOf appends every component of the clean absolute path, each as
+// an entry of the directory above it.
+func componentsOf(path string, pts []watchPoint) []watchPoint {
+	for path != "/" && path != "." && path != "" {
+		dir := filepath.Dir(path)
+		pts = append(pts, watchPoint{dir: dir, name: filepath.Base(path)})
+		path = dir
+	}
+	return pts
+}
+
+// firstMissing is the name of the first component of the mark's path
+// below the ancestor it resolved to ("" when it resolved to the path).
+func firstMissing(k markKey, r resolved) string {
+	rest := strings.TrimPrefix(strings.TrimPrefix(k.path, r.path), "/")
+	name, _, _ := strings.Cut(rest, "/")
+	return name
+}
+
+// nextComponent is the real path of the first missing component of a mark
+// covered through its nearest existing ancestor (the directory /srv/a/b
+// for a mark of /srv/a/b/c resolved to /srv/a). The ancestor's mark
+// reports opens of that component, and the reader resolves the marks again
+// before answering one (see catchUp).
+func nextComponent(k markKey, r resolved) (string, bool) {
+	if r.exists || !r.isDir {
+		return "", false
+	}
+	name := firstMissing(k, r)
+	if name == "" {
+		return "", false
+	}
+	at := r.realAt
+	if at == "" {
+		at = r.path
+	}
+	return filepath.Join(at, name), true
+}
+
+// leadsTo tells whether path is the first missing component of a pending
+// mark (as the kernel reports it: with symbolic links resolved).
+func (sn *snapshot) leadsTo(path string) bool {
+	return sn.pending && sn.next[path]
+}
+
+// catchUpWait bounds how long the fanotify reader waits for the marks to be
+// resolved again (see catchUp).
+const catchUpWait = time.Second
+
+// catchUp resolves the marks again on behalf of the fanotify reader, which
+// holds the open of path, the first missing component of a pending mark
+// (a directory just made below the mark's ancestor, opened before the
+// path watcher has moved the mark down): once it returns, the mark is on
+// the deepest existing component, so whatever the opener does next
+// through that directory (openat of the file in it) is held. The
+// re-resolution runs on its own goroutine and the reader waits for it at
+// most catchUpWait: a holder of s.mu that is itself waiting in an open for
+// the reader (nothing under s.mu opens files, but a logger might) costs
+// that bound once, never a deadlock.
+func (s *Source) catchUp(path string) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if p := recover(); p != nil {
+				s.logf("fanotify: resolving marks again for an open of %s: panic: %v", path, p)
+			}
+		}()
+		s.reresolve()
+	}()
+	t := time.NewTimer(catchUpWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.logf("fanotify: marks not resolved again within %v of an open of %s; answered without waiting", catchUpWait, path)
+	}
 }
 
 // sync makes the kernel watches fit want (directory path -> entry names).
@@ -118,11 +213,12 @@ func (w *pathWatch) sync(want map[string]map[string]bool) map[string]error {
 	return errs
 }
 
-// watching is the number of directories watched, for tests and stats.
+// watching is the number of kernel watches (distinct directories), for
+// tests and stats.
 func (w *pathWatch) watching() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.byDir)
+	return len(w.byWD)
 }
 
 // relevant tells whether any record concerns a watched entry.

@@ -3,44 +3,22 @@ package fanotify
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"vigil/observer"
 )
-
-// kernelTargets lists the paths through which the kernel marks were
-// placed, sorted.
-func kernelTargets(h *harness) []string {
-	h.src.mu.Lock()
-	defer h.src.mu.Unlock()
-	var out []string
-	for _, t := range h.src.applied {
-		out = append(out, t.path)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// markedThrough waits until the kernel mark is placed through want alone.
-func markedThrough(t *testing.T, h *harness, want string) {
-	t.Helper()
-	eventually(t, "kernel mark through "+want, func() bool {
-		got := kernelTargets(h)
-		return len(got) == 1 && got[0] == want
-	})
-}
 
 // TestMissingPathFollowedComponentByComponent: a mark of /…/a/b/c, none of
 // which exists, moves down as a, then b, then c appear (created by this
 // process, so no permission event can be what notices them), back up as
 // they go, and nothing polls in between.
 func TestMissingPathFollowedComponentByComponent(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	if h.src.paths == nil {
 		t.Fatal("no path watcher")
 	}
@@ -52,8 +30,9 @@ func TestMissingPathFollowedComponentByComponent(t *testing.T) {
 	if !h.src.snap.Load().pending {
 		t.Fatal("mark of a missing path is not pending")
 	}
-	if n := h.src.paths.watching(); n != 1 {
-		t.Fatalf("following %d directories, want 1 (the nearest ancestor)", n)
+	// The nearest existing ancestor and every directory above it.
+	if n, want := h.src.paths.watching(), len(dirsDownTo(dir)); n != want {
+		t.Fatalf("following %d directories, want %d (%v)", n, want, dirsDownTo(dir))
 	}
 
 	if err := os.Mkdir(a, 0o755); err != nil {
@@ -71,15 +50,7 @@ func TestMissingPathFollowedComponentByComponent(t *testing.T) {
 	if h.src.snap.Load().pending {
 		t.Error("still pending once the path exists")
 	}
-	cat := start(t, "/bin/cat", path)
-	ev := h.next()
-	if ev.Attr("path") != path || ev.Attr("mark") != path {
-		t.Fatalf("event %v: want the marked path", ev)
-	}
-	h.answer(ev, observer.Allow)
-	if out, err := cat.wait(t); err != nil || out != "here\n" {
-		t.Fatalf("cat: %q, %v", out, err)
-	}
+	h.catHeld(path, path, "here\n")
 
 	// Going: the file, then its directory renamed away.
 	if err := os.Remove(path); err != nil {
@@ -118,9 +89,7 @@ func TestMissingPathFollowedComponentByComponent(t *testing.T) {
 // way editors and package managers write) is marked again on its new
 // inode, without waiting for another mark to change.
 func TestReplacedFileIsMarkedAgain(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "conf")
 	if err := os.WriteFile(path, []byte("old\n"), 0o644); err != nil {
@@ -145,15 +114,7 @@ func TestReplacedFileIsMarkedAgain(t *testing.T) {
 		_, ok := h.src.applied[targetKey{dev: newID.dev, ino: newID.ino}]
 		return ok
 	})
-	cat := start(t, "/bin/cat", path)
-	ev := h.next()
-	if ev.Attr("path") != path {
-		t.Fatalf("event %v: want %s", ev, path)
-	}
-	h.answer(ev, observer.Allow)
-	if out, err := cat.wait(t); err != nil || out != "new\n" {
-		t.Fatalf("cat: %q, %v", out, err)
-	}
+	h.catHeld(path, "", "new\n")
 }
 
 // TestPathWatcherComesBackAfterAPanic: the path watcher panics on the
@@ -161,9 +122,7 @@ func TestReplacedFileIsMarkedAgain(t *testing.T) {
 // at once (so the component it lost is still marked), and the source's
 // statistics show the restart.
 func TestPathWatcherComesBackAfterAPanic(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a")
 	h.mark(filepath.Join(a, "file"), Open)
@@ -192,5 +151,155 @@ func TestPathWatcherComesBackAfterAPanic(t *testing.T) {
 	}
 	if info.Restarts != 1 || !strings.Contains(info.LastError, "fanotify path watcher: panic: path watcher test panic") {
 		t.Errorf("source info %+v: want 1 restart of the path watcher", info)
+	}
+}
+
+// dirsDownTo lists the directories from the root down to dir.
+func dirsDownTo(dir string) []string {
+	var out []string
+	for ; dir != "/"; dir = filepath.Dir(dir) {
+		out = append(out, dir)
+	}
+	return append(out, "/")
+}
+
+// TestRenamedAncestorIsFollowed: a mark of top/a/b/file follows the file
+// when a directory above it goes or is replaced: a renamed away (the mark
+// falls back to top), another a renamed into its place (the new file is
+// held, the old one, now under a.old, is not), then top itself swapped
+// with another tree by one rename (RENAME_EXCHANGE, so the path never
+// stops existing).
+func TestRenamedAncestorIsFollowed(t *testing.T) {
+	h := deciding(t, observer.Allow)
+	dir := t.TempDir()
+	top := filepath.Join(dir, "top")
+	rel := filepath.Join("a", "b", "file")
+	path := filepath.Join(top, rel)
+	makeFile(t, path, "first\n")
+	h.mark(path, Open)
+	markedOn(t, h, path)
+	h.catHeld(path, path, "first\n")
+
+	// An ancestor renamed away: the mark falls back to what is left.
+	if err := os.Rename(filepath.Join(top, "a"), filepath.Join(top, "a.old")); err != nil {
+		t.Fatal(err)
+	}
+	markedThrough(t, h, top)
+	if !h.src.snap.Load().pending {
+		t.Fatal("not pending after an ancestor went")
+	}
+	// Another directory renamed into its place: the new file is marked, the
+	// old one (same inode as before, kernel mark and all) is not held.
+	second := filepath.Join(dir, "second")
+	makeFile(t, filepath.Join(second, rel), "second\n")
+	if err := os.Rename(filepath.Join(second, "a"), filepath.Join(top, "a")); err != nil {
+		t.Fatal(err)
+	}
+	markedOn(t, h, path)
+	h.catHeld(path, path, "second\n")
+	h.catFree(filepath.Join(top, "a.old", "b", "file"), "first\n")
+
+	// A directory further up swapped in one step: no record about a or b,
+	// only about top in dir.
+	third := filepath.Join(dir, "third")
+	makeFile(t, filepath.Join(third, rel), "third\n")
+	if err := unix.Renameat2(unix.AT_FDCWD, third, unix.AT_FDCWD, top, unix.RENAME_EXCHANGE); err != nil {
+		t.Skipf("renameat2(RENAME_EXCHANGE): %v", err)
+	}
+	markedOn(t, h, path)
+	h.catHeld(path, path, "third\n")
+	h.catFree(filepath.Join(third, rel), "second\n")
+	if h.src.snap.Load().pending {
+		t.Error("pending though the path exists")
+	}
+}
+
+// TestAncestorWatchesAreShared: marks below the same directories share
+// their watches (one per distinct directory, not per mark and level), and
+// the watches go with the marks.
+func TestAncestorWatchesAreShared(t *testing.T) {
+	h := deciding(t, observer.Allow)
+	dir := t.TempDir()
+	var ids []MarkID
+	for _, p := range []string{"x/f1", "x/f2", "y/f3", "y/missing/f4", "z/missing/f5"} {
+		full := filepath.Join(dir, p)
+		if !strings.Contains(p, "missing") {
+			makeFile(t, full, "")
+		} else if err := os.MkdirAll(filepath.Dir(filepath.Dir(full)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, h.mark(full, Open))
+	}
+	// dir and above, x, y and z (z/missing/f5 is covered through z,
+	// watched for "missing"; y is watched for "missing" and "f3").
+	want := len(dirsDownTo(dir)) + 3
+	if n := h.src.paths.watching(); n != want {
+		t.Fatalf("%d inotify watches for 5 marks, want %d (one per distinct directory)", n, want)
+	}
+	for _, id := range ids {
+		h.src.Unmark(id)
+	}
+	if n := h.src.paths.watching(); n != 0 {
+		t.Fatalf("%d inotify watches left with no mark", n)
+	}
+}
+
+// TestOpenOfAComponentCatchesUp: with the path watcher stalled, a pending
+// mark of dir/a/b/file whose directories and file have just been made
+// stays on dir. A plain open of the file then is not held: the kernel
+// reports opens of dir's children only, and dir/a/b/file is a grandchild
+// (the limit docs/fanotify.md describes). An opener that opens dir/a
+// first (ls, find, openat through a directory descriptor) is held on the
+// file: the reader moves the mark down before it answers the open of a.
+func TestOpenOfAComponentCatchesUp(t *testing.T) {
+	h := deciding(t, observer.Allow)
+	if h.src.paths == nil {
+		t.Fatal("no path watcher")
+	}
+	stalled, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	var once sync.Once
+	stall := func() {
+		once.Do(func() { close(stalled) })
+		<-release
+	}
+	h.src.paths.afterRead.Store(&stall)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a", "b", "file")
+	h.mark(path, Open)
+	markedThrough(t, h, dir)
+	// Stall the watcher on a record of its own (after its first
+	// resolution, which would otherwise move the mark down should the
+	// watcher start late).
+	if err := os.WriteFile(filepath.Join(dir, "unrelated"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stalled:
+	case <-time.After(wait):
+		t.Fatal("the path watcher read nothing")
+	}
+	makeFile(t, path, "caught\n")
+	if got := kernelTargets(h); len(got) != 1 || got[0] != dir {
+		t.Fatalf("kernel marks %v moved with the watcher stalled", got)
+	}
+
+	read := h.src.Stats().Read
+	h.catFree(path, "caught\n")
+	if n := h.src.Stats().Read - read; n != 0 {
+		t.Fatalf("%d events for an open two levels below the marked ancestor; the kernel reported none before", n)
+	}
+	if got := kernelTargets(h); len(got) != 1 || got[0] != dir {
+		t.Fatalf("kernel marks %v moved with the watcher stalled", got)
+	}
+
+	sh := start(t, "/bin/sh", "-c", "ls \"$1\" >/dev/null && exec cat \"$2\"", "sh", filepath.Join(dir, "a"), path)
+	ev := h.next()
+	if ev.Attr("path") != path || ev.Attr("mark") != path {
+		t.Fatalf("event %v: want the open of %s held", ev, path)
+	}
+	h.answer(ev, observer.Allow)
+	if out, err := sh.wait(t); err != nil || out != "caught\n" {
+		t.Fatalf("ls && cat: %q, %v", out, err)
 	}
 }

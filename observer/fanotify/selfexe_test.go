@@ -66,7 +66,9 @@ func TestOwnExecutableNeverHeld(t *testing.T) {
 	}
 	t.Cleanup(func() { unix.Unmount(bound, unix.MNT_DETACH) })
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	// A bound on the whole copy, for a hang: its twenty-odd commands each
+	// have their own (wait), and a loaded machine (or -race) needs minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*wait)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, "-test.run", "^TestOwnExecutableNeverHeld$", "-test.v")
 	cmd.Env = append(os.Environ(), selfExeEnv+"="+dir+":"+other)

@@ -519,6 +519,13 @@ func (s *Source) handle(proc *procReader, r record) {
 	}
 	path := proc.fdPath(r.FD)
 	mark, ok := sn.match(path, bit)
+	if !ok && sn.leadsTo(path) {
+		// A component of a pending path, opened before the path watcher
+		// moved the mark down: move it now, before the opener goes on.
+		s.catchUp(path)
+		sn = s.snap.Load()
+		mark, ok = sn.match(path, bit)
+	}
 	if !ok {
 		settled = true
 		s.answer(r.FD, observer.Allow)

@@ -17,9 +17,7 @@ import (
 )
 
 func TestHeldOpenReleasedWithAllow(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Deny)
-	h.run()
+	h := deciding(t, observer.Deny)
 	path := tempFile(t, "the content\n")
 	h.mark(path, Open)
 
@@ -49,9 +47,7 @@ func TestHeldOpenReleasedWithAllow(t *testing.T) {
 }
 
 func TestHeldOpenReleasedWithDenyGivesEPERM(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	path := tempFile(t, "secret\n")
 	h.mark(path, Open)
 
@@ -67,9 +63,7 @@ func TestHeldOpenReleasedWithDenyGivesEPERM(t *testing.T) {
 }
 
 func TestOwnProcessIsExempt(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Deny)
-	h.run()
+	h := deciding(t, observer.Deny)
 	path := tempFile(t, "mine\n")
 	h.mark(path, Open|Access)
 	// A decider that never answers: were our own open held, this would
@@ -97,9 +91,7 @@ func TestOwnProcessIsExempt(t *testing.T) {
 }
 
 func TestExecHeldAndDenied(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	prog := copyExecutable(t, "/bin/true")
 	h.mark(prog, Exec)
 
@@ -159,9 +151,7 @@ func TestOwnChildBeforeExecGoesInline(t *testing.T) {
 }
 
 func TestNonexistentFileCoveredThroughParent(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "later")
 	h.mark(path, Open)
@@ -170,59 +160,30 @@ func TestNonexistentFileCoveredThroughParent(t *testing.T) {
 	}
 	// Another file in the same directory is not held.
 	other := filepath.Join(dir, "other")
-	os.WriteFile(other, []byte("x"), 0o644)
-	if out, err := start(t, "/bin/cat", other).wait(t); err != nil {
-		t.Fatalf("cat of an unmarked sibling: %q, %v", out, err)
-	}
+	makeFile(t, other, "x")
+	h.catFree(other, "x")
 	if err := os.WriteFile(path, []byte("now here\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cat := start(t, "/bin/cat", path)
-	ev := h.next()
-	if ev.Attr("path") != path || ev.Attr("mark") != path {
-		t.Fatalf("event %v: want %s", ev, path)
-	}
-	h.answer(ev, observer.Allow)
-	if out, err := cat.wait(t); err != nil || out != "now here\n" {
-		t.Fatalf("cat: %q, %v", out, err)
-	}
+	h.catHeld(path, path, "now here\n")
 	eventually(t, "mark resolved to the file itself", func() bool { return !h.src.snap.Load().pending })
-	if st := h.src.Stats(); st.Posted != 1 {
-		t.Errorf("stats %+v: want only the marked path posted", st)
-	}
+	h.wantPosted(1)
 }
 
 func TestNonexistentDeepPathMarkedOnceItAppears(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a", "b", "file")
 	h.mark(path, Open)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte("deep\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	makeFile(t, path, "deep\n")
 	eventually(t, "mark resolved to the new file", func() bool { return !h.src.snap.Load().pending })
-	cat := start(t, "/bin/cat", path)
-	ev := h.next()
-	if ev.Attr("path") != path {
-		t.Fatalf("event %v: want %s", ev, path)
-	}
-	h.answer(ev, observer.Allow)
-	if out, err := cat.wait(t); err != nil || out != "deep\n" {
-		t.Fatalf("cat: %q, %v", out, err)
-	}
+	h.catHeld(path, "", "deep\n")
 }
 
 // A path made between a mark's resolution and the inotify watch that
 // should report it sends no record at all: the refresh must notice anyway.
 func TestPathMadeBeforeItsWatchIsPlaced(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "a", "b", "file")
 	made := false
@@ -247,65 +208,33 @@ func TestPathMadeBeforeItsWatchIsPlaced(t *testing.T) {
 	if h.src.snap.Load().pending {
 		t.Fatal("mark still pending on an ancestor though its file exists")
 	}
-	cat := start(t, "/bin/cat", path)
-	ev := h.next()
-	if ev.Attr("path") != path {
-		t.Fatalf("event %v: want %s", ev, path)
-	}
-	h.answer(ev, observer.Allow)
-	if out, err := cat.wait(t); err != nil || out != "raced\n" {
-		t.Fatalf("cat: %q, %v", out, err)
-	}
+	h.catHeld(path, "", "raced\n")
 }
 
 func TestDirectoryMarkCoversItsFiles(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "f"), []byte("f\n"), 0o644)
-	os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
-	os.WriteFile(filepath.Join(dir, "sub", "g"), []byte("g\n"), 0o644)
+	makeFile(t, filepath.Join(dir, "f"), "f\n")
+	makeFile(t, filepath.Join(dir, "sub", "g"), "g\n")
 	h.mark(dir, Open)
 
-	cat := start(t, "/bin/cat", filepath.Join(dir, "f"))
-	ev := h.next()
-	if ev.Attr("path") != filepath.Join(dir, "f") || ev.Attr("mark") != dir {
-		t.Fatalf("event %v: want %s/f under mark %s", ev, dir, dir)
-	}
-	h.answer(ev, observer.Allow)
-	cat.wait(t)
+	h.catHeld(filepath.Join(dir, "f"), dir, "f\n")
 	// A grandchild is not covered by a directory mark.
-	if out, err := start(t, "/bin/cat", filepath.Join(dir, "sub", "g")).wait(t); err != nil || out != "g\n" {
-		t.Fatalf("cat of a grandchild: %q, %v", out, err)
-	}
-	if st := h.src.Stats(); st.Posted != 1 {
-		t.Errorf("stats %+v: want one posted event", st)
-	}
+	h.catFree(filepath.Join(dir, "sub", "g"), "g\n")
+	h.wantPosted(1)
 }
 
 func TestMarkTreeCoversTheSubtreeOnly(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	dir := t.TempDir()
 	deep := filepath.Join(dir, "x", "y", "z")
-	os.MkdirAll(filepath.Dir(deep), 0o755)
-	os.WriteFile(deep, []byte("z\n"), 0o644)
+	makeFile(t, deep, "z\n")
 	outside := tempFile(t, "out\n")
 	if _, err := h.src.MarkTree(dir, Open); err != nil {
 		t.Fatal(err)
 	}
-	cat := start(t, "/bin/cat", deep)
-	ev := h.next()
-	if ev.Attr("path") != deep || ev.Attr("mark") != dir {
-		t.Fatalf("event %v: want %s under tree %s", ev, deep, dir)
-	}
-	h.answer(ev, observer.Allow)
-	cat.wait(t)
-	if out, err := start(t, "/bin/cat", outside).wait(t); err != nil || out != "out\n" {
-		t.Fatalf("cat outside the tree: %q, %v", out, err)
-	}
+	h.catHeld(deep, dir, "z\n")
+	h.catFree(outside, "out\n")
 }
 
 func TestBackstopAnswersWhenTheLoopNeverDoes(t *testing.T) {
@@ -356,9 +285,7 @@ func TestFloodOfOpensDoesNotHang(t *testing.T) {
 }
 
 func TestUnmarkStopsEvents(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	path := tempFile(t, "u\n")
 	id := h.mark(path, Open)
 	again := h.mark(path, Open)
@@ -386,9 +313,7 @@ func TestUnmarkStopsEvents(t *testing.T) {
 }
 
 func TestCloseAllowsHeldAccessors(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Deny)
-	h.run()
+	h := deciding(t, observer.Deny)
 	path := tempFile(t, "c\n")
 	h.mark(path, Open)
 	cat := start(t, "/bin/cat", path)
@@ -419,9 +344,7 @@ func TestMarkRefusesProcAndBadPaths(t *testing.T) {
 }
 
 func TestMarkThroughASymlinkMatchesTheRealPath(t *testing.T) {
-	h := newSource(t, Options{})
-	h.decide(time.Hour, observer.Allow)
-	h.run()
+	h := deciding(t, observer.Allow)
 	real := tempFile(t, "via link\n")
 	link := filepath.Join(t.TempDir(), "link")
 	if err := os.Symlink(real, link); err != nil {
