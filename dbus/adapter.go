@@ -13,6 +13,7 @@ import (
 	"vigil/observer"
 	"vigil/units"
 	"vigil/units/api"
+	"vigil/units/procfs"
 	"vigil/units/unitfile"
 
 	"golang.org/x/sys/unix"
@@ -120,6 +121,29 @@ func (a *unitsAdapter) Unit(name string) (UnitProps, bool, error) {
 	return props, found, err
 }
 
+// UnitBrief is Unit with only the fields the brief properties read
+// (unitBriefer), from units.Manager.Brief: no files, cgroups or /proc.
+func (a *unitsAdapter) UnitBrief(name string) (UnitProps, bool, error) {
+	var props UnitProps
+	var found bool
+	err := a.onLoop(func() {
+		st, ok := a.m.Brief(name)
+		u := a.m.Unit(name)
+		if !ok || u == nil {
+			return
+		}
+		found = true
+		loaded := st.Load == units.LoadLoaded
+		props = UnitProps{ID: st.Name, Names: append([]string{u.Name}, u.Aliases...), Description: u.Description,
+			LoadState: st.Load, ActiveState: st.Active, SubState: st.Sub, LoadError: st.LoadError,
+			FragmentPath: st.Fragment, DropInPaths: st.DropIns, NeedDaemonReload: st.NeedReload,
+			JobID: st.JobID, JobType: st.JobType, StateChange: st.StateChange, ActiveEnter: st.ActiveEnter,
+			ActiveExit: st.ActiveExit, InactiveEnter: st.InactiveEnter, CanStart: loaded, CanStop: loaded,
+			Transient: a.m.IsTransient(u.Name), InvocationID: a.m.InvocationID(u.Name)}
+	})
+	return props, found, err
+}
+
 // HasUnit is Unit's found without the properties (unitChecker).
 func (a *unitsAdapter) HasUnit(name string) (bool, error) {
 	var found bool
@@ -184,8 +208,11 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 		}
 	}
 	switch u.Type {
-	case "path", "mount", "automount", "swap", "timer":
+	case "path", "automount", "timer":
 		p.TypeProps = typeProps(shown)
+	case "mount", "swap":
+		p.TypeProps = typeProps(shown)
+		p.Service = serviceOf(st, shown) // the cgroup figures
 	case "scope", "slice":
 		p.TypeProps = typeProps(shown)
 		p.Service = serviceOf(st, shown) // the cgroup figures
@@ -200,6 +227,8 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 		}
 	}
 	p.FreezerState, p.CanFreeze = a.m.FreezerState(u.Name), a.m.CanFreeze(u.Name)
+	p.CanClean, p.CleanResult = a.m.CanClean(u.Name), a.m.CleanResult(u.Name)
+	p.Directories, p.DirectoriesPreserve = execDirectories(a.m.ExecDirectories(u.Name))
 	if cmds, ok := a.m.SocketCommands(u.Name); ok {
 		// The Socket interface reads its Exec* lists from Service.Exec,
 		// as the Service interface does.
@@ -738,21 +767,11 @@ func processStart() time.Time {
 	if err != nil {
 		return time.Now()
 	}
-	text := string(data)
-	// Fields after the command (which may hold spaces) start after ")".
-	i := strings.LastIndexByte(text, ')')
-	if i < 0 {
+	st, err := procfs.ParseStat(data)
+	if err != nil || !st.HasStartTime {
 		return time.Now()
 	}
-	f := strings.Fields(text[i+1:])
-	if len(f) < 20 {
-		return time.Now()
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return time.Now()
-	}
-	since := monotonicNow() - time.Duration(ticks)*10*time.Millisecond
+	since := monotonicNow() - time.Duration(st.StartTime)*10*time.Millisecond
 	if since < 0 {
 		return time.Now()
 	}

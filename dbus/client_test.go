@@ -173,7 +173,9 @@ func TestSlowClientNeverBlocks(t *testing.T) {
 	if st := h.srv.Stats(); st.DroppedSignals == 0 {
 		t.Fatalf("no signals dropped for the stalled client: %+v", st)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// A blocked loop or client never answers; a loaded machine still
+	// marshalling the flood answers late.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := h.loop.Call(ctx, func() {}); err != nil {
 		t.Fatalf("the manager's loop is blocked: %v", err)
@@ -207,7 +209,7 @@ func TestGarbageAndDisconnects(t *testing.T) {
 		conn.Close()
 	}
 	// Every connection that went away is forgotten (its goroutines ended).
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for h.srv.Stats().Connections != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -60,7 +60,8 @@ func serverMain(dir string) int {
 		}
 	}
 	m, err := units.New(loop, units.Options{UnitPaths: []string{filepath.Join(dir, "units")},
-		RuntimeDir: filepath.Join(dir, "run"), StateDir: filepath.Join(dir, "state"), Logf: logf, Cgroups: tree})
+		RuntimeDir: filepath.Join(dir, "run"), StateDir: filepath.Join(dir, "state"), Logf: logf, Cgroups: tree,
+		ExecDirectoryRoots: testExecDirectoryRoots(dir)})
 	if err != nil {
 		logf("manager: %v", err)
 		return 1

@@ -155,6 +155,14 @@ type UnitProps struct {
 	// whether the unit's type can be frozen (see freeze.go).
 	FreezerState string
 	CanFreeze    bool
+	// CanClean lists the kinds of directories clean may remove;
+	// CleanResult is the last clean's result (see clean.go).
+	CanClean    []string
+	CleanResult string
+	// Directories are the unit's own directories (RuntimeDirectory and
+	// friends) and RuntimeDirectoryPreserve (see clean.go).
+	Directories         []ExecDirectory
+	DirectoriesPreserve string
 }
 
 // ServiceProps is the Service interface's state.

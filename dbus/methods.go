@@ -513,8 +513,8 @@ func processMethods() []method {
 func buildTables() *tables {
 	stub := func(name string, props ...property) *iface { return newIface(name, nil, nil, props) }
 	t := &tables{
-		manager: newIface(ifaceManager, append(append(append(managerMethods(), moreManagerMethods()...), scopeAndInstallMethods()...), freezeManagerMethods()...), managerSignals(), managerProperties()),
-		unit:    newIface(ifaceUnit, append(unitMethods(), freezeUnitMethods()...), nil, unitProperties()),
+		manager: newIface(ifaceManager, append(append(append(append(managerMethods(), moreManagerMethods()...), scopeAndInstallMethods()...), freezeManagerMethods()...), cleanManagerMethods()...), managerSignals(), managerProperties()),
+		unit:    newIface(ifaceUnit, append(append(unitMethods(), freezeUnitMethods()...), cleanUnitMethods()...), nil, unitProperties()),
 		service: newIface(ifaceService, processMethods(), nil, serviceProperties()),
 		socket:  newIface(ifaceSocket, processMethods(), nil, socketProperties()),
 		target:  stub(ifaceTarget),

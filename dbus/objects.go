@@ -144,12 +144,7 @@ func (s *Server) resolve(p dbus.ObjectPath) (*object, error) {
 		if !ok {
 			props = notFoundUnit(name)
 		}
-		o := &object{kind: kindUnit, path: p, unit: &props}
-		if ti := s.t.typeIface(props.ID); ti != nil {
-			o.ifcs = append(o.ifcs, ti)
-		}
-		o.ifcs = append(o.ifcs, s.t.unit)
-		return o, nil
+		return s.unitObject(p, &props), nil
 	case strings.HasPrefix(ps, jobPrefix):
 		id, err := strconv.ParseUint(ps[len(jobPrefix):], 10, 64)
 		if err != nil {
@@ -193,6 +188,17 @@ func (s *Server) resolve(p dbus.ObjectPath) (*object, error) {
 		return o, nil
 	}
 	return nil, Errorf(ErrNameUnknownObject, "Unknown object '%s'.", p)
+}
+
+// unitObject is the object of a unit described by props: its type's
+// interface, then Unit.
+func (s *Server) unitObject(p dbus.ObjectPath, props *UnitProps) *object {
+	o := &object{kind: kindUnit, path: p, unit: props}
+	if ti := s.t.typeIface(props.ID); ti != nil {
+		o.ifcs = append(o.ifcs, ti)
+	}
+	o.ifcs = append(o.ifcs, s.t.unit)
+	return o
 }
 
 // readProperties fetches the state o's properties are read from, if

@@ -205,7 +205,7 @@ func unitProperties() []property {
 		unitProp("CanStop", "b", func(u *UnitProps) any { return u.CanStop }),
 		unitProp("CanReload", "b", func(u *UnitProps) any { return u.CanReload }),
 		unitProp("CanIsolate", "b", func(u *UnitProps) any { return u.CanIsolate }),
-		constProp("CanClean", []string{}),
+		canCleanProperty(),
 		unitProp("CanFreeze", "b", func(u *UnitProps) any { return u.CanFreeze }),
 		unitProp("Job", "(uo)", func(u *UnitProps) any {
 			if u.JobID == 0 {
@@ -378,7 +378,7 @@ func serviceProperties() []property {
 		constProp("StatusErrno", int32(0)),
 		svcProp("Result", "s", func(s *ServiceProps) any { return orDefault(s.Result, "success") }),
 		svcProp("ReloadResult", "s", func(s *ServiceProps) any { return orDefault(s.ReloadResult, "success") }),
-		constProp("CleanResult", "success"),
+		cleanResultProperty(),
 		constProp("UID", uint32(math.MaxUint32)),
 		constProp("GID", uint32(math.MaxUint32)),
 		svcProp("NRestarts", "u", func(s *ServiceProps) any { return s.NRestarts }),
@@ -434,7 +434,7 @@ func serviceProperties() []property {
 		constProp("SendSIGHUP", false),
 		constProp("WatchdogSignal", int32(6)),
 	)
-	return ps
+	return append(ps, execDirectoryProperties()...)
 }
 
 // socketProperties is org.freedesktop.systemd1.Socket. Vigil has no socket
@@ -475,6 +475,7 @@ func socketProperties() []property {
 	for _, n := range []string{"ExecStartPre", "ExecStartPost", "ExecStopPre", "ExecStopPost"} {
 		ps = append(ps, execProps(n, func(s *ServiceProps) []ExecCommand { return s.Exec[n] })[0]) // dbus-socket.c has no Ex forms
 	}
+	ps = append(ps, execDirectoryProperties()...)
 	return append(ps, cgroupProperties(func(*object) string { return "" }, noSvc)...)
 }
 

@@ -152,3 +152,63 @@ func resolveCallerPIDs(c *call, pids []int) error {
 	}
 	return nil
 }
+
+// scopeStopRequests is a manager that asks scope controllers to stop
+// their scopes (systemd's Scope.RequestStop) through the server while it
+// is on the system bus: the controller is a bus name there. A client on
+// the private socket has no bus name, so RequestStop travels only on the
+// bus, whatever connection made the scope.
+type scopeStopRequests interface {
+	// RequestScopeStops installs send, which the manager calls on its
+	// loop, until the returned function is called.
+	RequestScopeStops(send func(unit, controller string) bool) (stop func())
+	// ScopeControllerGone tells the manager a controller is not on the
+	// bus: a stop that waits for it signals the scope at once.
+	ScopeControllerGone(unit, controller string)
+}
+
+func (a *unitsAdapter) RequestScopeStops(send func(unit, controller string) bool) func() {
+	var unset func()
+	a.loop.Do(func() { unset = a.m.SetScopeStopRequester(send) })
+	return func() {
+		a.loop.Do(func() {
+			if unset != nil {
+				unset()
+			}
+		})
+	}
+}
+
+func (a *unitsAdapter) ScopeControllerGone(unit, controller string) {
+	a.loop.Do(func() { a.m.ScopeControllerGone(unit, controller) })
+}
+
+// offerScopeStops lets the manager send RequestStop on the bus connection
+// p until the returned function is called (the connection ends).
+func (s *Server) offerScopeStops(p *peerConn) (stop func()) {
+	r, ok := s.m.(scopeStopRequests)
+	if !ok {
+		return func() {}
+	}
+	return r.RequestScopeStops(func(unit, controller string) bool {
+		msg := signalMessage(UnitPath(unit), "org.freedesktop.systemd1.Scope", "RequestStop")
+		msg.Headers[dbus.FieldDestination] = dbus.MakeVariant(controller)
+		frame, err := encodeWire(msg)
+		if err != nil || !p.trySend(frame) {
+			return false
+		}
+		// A signal to a name nobody owns is dropped by the bus without a
+		// word: ask whether the controller is still there (off the
+		// loop), so that the stop need not wait out its timeout for it.
+		go func() {
+			reply, err := p.call(ifaceDBus, "/org/freedesktop/DBus", ifaceDBus, "NameHasOwner", busCallTimeout, controller)
+			if err != nil || len(reply.Body) != 1 {
+				return
+			}
+			if has, ok := reply.Body[0].(bool); ok && !has {
+				r.ScopeControllerGone(unit, controller)
+			}
+		}()
+		return true
+	})
+}

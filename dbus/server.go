@@ -429,6 +429,15 @@ func (s *Server) dispatch(p *peerConn, msg *dbus.Message) ([]any, error) {
 		}
 		path = self
 	}
+	if member == "Get" && sig == "ss" && (ifcName == ifaceProperties || ifcName == "") {
+		o, ok, err := s.resolveBrief(path, c.str(0), c.str(1))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return s.getProperty(o, c.str(0), c.str(1))
+		}
+	}
 	o, err := s.resolve(path)
 	if err != nil {
 		return nil, err

@@ -157,6 +157,8 @@ func (s *Server) serveBusOnce(ctx context.Context, socketPath string) error {
 		return fmt.Errorf("RequestName %s: the name is taken (reply %d)", busName, code)
 	}
 	s.opts.Logf("dbus: serving %s on %s as %s", busName, socketPath, p.name)
+	stopScopeStops := s.offerScopeStops(p)
+	defer stopScopeStops()
 	<-served
 	return nil
 }

@@ -138,7 +138,9 @@ func mountProperties() []property {
 	for _, n := range []string{"ExecMount", "ExecUnmount", "ExecRemount"} {
 		ps = append(ps, execProps(n, none(n))[0])
 	}
-	return append(ps, cgroupProperties(func(*object) string { return "" }, func(*object) *ServiceProps { return &ServiceProps{} })...)
+	ps = append(ps, cleanResultProperty())
+	ps = append(ps, execDirectoryProperties()...)
+	return append(ps, cgroupProperties(func(o *object) string { return o.service().ControlGroup }, (*object).service)...)
 }
 
 // automountProperties is org.freedesktop.systemd1.Automount.
@@ -167,7 +169,7 @@ func swapProperties() []property {
 		execProps("ExecActivate", none)[0],
 		execProps("ExecDeactivate", none)[0],
 	}
-	return append(ps, cgroupProperties(func(*object) string { return "" }, func(*object) *ServiceProps { return &ServiceProps{} })...)
+	return append(ps, cgroupProperties(func(o *object) string { return o.service().ControlGroup }, (*object).service)...)
 }
 
 // timerCalendarT is one entry of TimersCalendar, a(sst).

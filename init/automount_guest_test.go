@@ -1,10 +1,7 @@
 package pid1
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,37 +9,11 @@ import (
 	"time"
 )
 
-// makeExt4WithFile makes an ext4 image holding known.txt.
-func makeExt4WithFile(t *testing.T, path, content string) {
-	t.Helper()
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		t.Skip("mkfs.ext4 not installed")
-	}
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "known.txt"), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(mkfs, "-q", "-F", "-L", "vigil-auto", "-d", src, path, "8M").CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4 -d: %v\n%s", err, out)
-	}
-}
-
 // The guest script of TestAutomountInGuest; it reports with RESULT lines.
 // Clock reads cost an awk each (milliseconds under TCG): the script
 // measures that cost too (baseline-ns), and the accesses themselves are
 // shell built-ins ([ -e ]), so no exec is timed.
-const automountGuestScript = `
-fail() { echo "FAIL $*"; exit 1; }
-wait_for() { # seconds, command...
-	n=$(($1 * 10)); shift
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1)); [ $n -gt 0 ] || return 1
-		sleep 0.1
-	done
-}
-now() { awk '/now at/ {print $3; exit}' /proc/timer_list; }
-mounted() { grep -q " $1 $2 " /proc/self/mounts; }
+const automountGuestScript = guestScriptPrelude + `
 
 wait_for 60 initctl is-active mnt-data.automount || fail "automount: $(initctl status mnt-data.automount)"
 mounted /mnt/data autofs || fail "no autofs trigger at /mnt/data: $(cat /proc/self/mounts)"
@@ -134,7 +105,7 @@ func TestAutomountInGuest(t *testing.T) {
 	dir := t.TempDir()
 	img := filepath.Join(dir, "data.img")
 	const content = "hello from the automounted disk"
-	makeExt4WithFile(t, img, content)
+	makeExt4(t, img, ext4Disk{label: "vigil-auto", files: map[string]string{"known.txt": content}})
 	const rounds = 5
 	script := strings.NewReplacer("@CONTENT@", content, "@ROUNDS@", strconv.Itoa(rounds)).Replace(automountGuestScript)
 	units := map[string]string{
@@ -150,14 +121,8 @@ func TestAutomountInGuest(t *testing.T) {
 		"multi-user.target.wants/mnt-bad.automount.link":  "../mnt-bad.automount",
 	}
 	res := mustBootGuest(t, guestRun{units: units, script: script, disks: []string{img}, append: "vigil.log-level=debug"})
-	if res.ExitStatus != 0 {
-		t.Fatalf("guest script failed (%d):\n%s\n--- console:\n%s", res.ExitStatus, strings.Join(res.ScriptOutput, "\n"), res.Console)
-	}
-	for _, want := range []string{"RESULT first-access ok", "RESULT expiry ok", "RESULT concurrent ok", "RESULT gone-failed ok", "RESULT bad-failed ok", "RESULT stop ok"} {
-		if !slices.Contains(res.ScriptOutput, want) {
-			t.Errorf("missing %q in the script's output:\n%s", want, strings.Join(res.ScriptOutput, "\n"))
-		}
-	}
+	wantScriptPassed(t, res)
+	wantResults(t, res, "RESULT first-access ok", "RESULT expiry ok", "RESULT concurrent ok", "RESULT gone-failed ok", "RESULT bad-failed ok", "RESULT stop ok")
 	samples := map[string][]time.Duration{}
 	for _, line := range res.ScriptOutput {
 		rest, ok := strings.CutPrefix(line, "RESULT ")

@@ -220,9 +220,9 @@ func runPID1(cmd cmdline.Cmdline, cmdText string, execUptime time.Duration, cont
 	}
 	wants := cmd.Wants()
 	if on, tty := cmd.DebugShell(); on {
-		// Not through Config.Wants: the manager enqueues those after the
-		// default target's transaction, and the shell must be there
-		// early, for a boot that hangs.
+		// Not through Config.Wants: those are wants of the default
+		// target, which orders itself after them; the shell must be
+		// there early, for a boot that hangs.
 		if err := enableDebugShell("/run/vigil/units", tty); err != nil {
 			console("%v", err)
 		}

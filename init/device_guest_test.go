@@ -3,10 +3,8 @@ package pid1
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,36 +15,10 @@ import (
 	"vigil/qemu"
 )
 
-// makeExt4Image makes an ext4 image with a label and returns its UUID.
-func makeExt4Image(t *testing.T, path, label string) string {
-	t.Helper()
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		t.Skip("mkfs.ext4 not installed")
-	}
-	if out, err := exec.Command(mkfs, "-q", "-F", "-L", label, path, "8M").CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
-	out, err := exec.Command("blkid", "-s", "UUID", "-o", "value", path).Output()
-	if err != nil {
-		t.Skipf("blkid: %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // The guest script for TestDeviceHotplugInGuest. It talks to the host's
 // AfterTarget through console lines (READY-FOR-...) and reports with
 // "RESULT key value" lines.
 const deviceGuestScript = `
-fail() { echo "FAIL $*"; exit 1; }
-wait_for() { # seconds, command...
-	n=$(($1 * 10)); shift
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1)); [ $n -gt 0 ] || return 1
-		sleep 0.1
-	done
-}
-now() { awk '/now at/ {print $3; exit}' /proc/timer_list; }
 
 # Coldplug: the boot disk was there before Vigil; its driver was not
 # loaded (virtio_blk is not in modules-load.d) until coldplug's MODALIAS.
@@ -122,8 +94,9 @@ func TestDeviceHotplugInGuest(t *testing.T) {
 	dir := t.TempDir()
 	boot := filepath.Join(dir, "boot.img")
 	data := filepath.Join(dir, "data.img")
-	makeExt4Image(t, boot, "vigil-boot")
-	uuid := makeExt4Image(t, data, "vigil-data")
+	makeExt4(t, boot, ext4Disk{label: "vigil-boot"})
+	makeExt4(t, data, ext4Disk{label: "vigil-data"})
+	uuid := ext4UUID(t, data)
 	const rounds = 20
 	script := strings.NewReplacer("@UUID@", uuid, "@ROUNDS@", strconv.Itoa(rounds)).Replace(deviceGuestScript)
 
@@ -184,9 +157,7 @@ exec-start = "/bin/stamp-change"
 		// wait for here.
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	res, err := qemu.RunScript(ctx, qemu.RunConfig{
+	res := bootDiskGuest(t, qemu.RunConfig{
 		Image:  initramfs.Spec{UnitDirs: []string{writeUnits(t, units)}, Files: files},
 		Script: script,
 		Boot: qemu.Config{
@@ -196,23 +167,8 @@ exec-start = "/bin/stamp-change"
 		},
 		Timeout:     5 * time.Minute,
 		AfterTarget: afterTarget,
-	})
-	keepConsole(t, res)
-	if err != nil {
-		console := ""
-		if res != nil {
-			console = res.Console
-		}
-		t.Fatalf("guest run: %v\n%s", err, console)
-	}
-	if res.ExitStatus != 0 {
-		t.Fatalf("guest script failed (%d):\n%s\n--- console:\n%s", res.ExitStatus, strings.Join(res.ScriptOutput, "\n"), res.Console)
-	}
-	for _, want := range []string{"RESULT coldplug-vda ok", "RESULT hotplug-vdb ok", "RESULT unplug-vdb ok"} {
-		if !slices.Contains(res.ScriptOutput, want) {
-			t.Errorf("missing %q in the script's output:\n%s", want, strings.Join(res.ScriptOutput, "\n"))
-		}
-	}
+	}, 6*time.Minute)
+	wantResults(t, res, "RESULT coldplug-vda ok", "RESULT hotplug-vdb ok", "RESULT unplug-vdb ok")
 	for _, series := range []struct{ key, what string }{
 		{"latency-ns", "uevent -> triggered unit's command"},
 		{"direct-ns", "the same command run directly"},

@@ -46,11 +46,25 @@ func TestLogConsoleEchoesOnlyItsUnits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan string)
 	go func() { done <- vm.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && !strings.Contains(console.String(), "loud-err") {
+	// Both units have run and their output has been read once both
+	// streams of loud.service reached the console and quiet.service's line
+	// reached its log: a loaded machine takes its time for either.
+	quietLogged := func() bool {
+		for _, l := range vm.logs.Tail("quiet.service", 10, time.Time{}) {
+			if strings.Contains(l.Text, "quiet-line") {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		out := console.String()
+		if strings.Contains(out, "loud-line\n") && strings.Contains(out, "loud-err\n") && quietLogged() {
+			break
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(200 * time.Millisecond)
 	cancel()
 	<-done
 	out := console.String()

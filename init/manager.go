@@ -41,7 +41,8 @@ type Config struct {
 	ControlSocket string
 	// DefaultTarget is started at boot (default.target if empty).
 	DefaultTarget string
-	// Wants are added to the boot transaction (vigil.wants=).
+	// Wants are wanted by DefaultTarget, so they start in the boot's
+	// transaction (vigil.wants=).
 	Wants []string
 	// Console receives status lines; nil for none.
 	Console io.Writer
@@ -339,6 +340,14 @@ func (vm *Manager) Loop() *observer.Loop { return vm.loop }
 
 func (vm *Manager) boot() {
 	target := vm.cfg.DefaultTarget
+	// vigil.wants= units join the boot's one transaction as wants of the
+	// target, as systemd's debug generator links systemd.wants= units
+	// into the target's .wants/.
+	if len(vm.cfg.Wants) > 0 {
+		if err := vm.units.AddWants(target, vm.cfg.Wants); err != nil {
+			vm.units.Logf("boot: cannot add wants %v to %s: %v", vm.cfg.Wants, target, err)
+		}
+	}
 	j, err := vm.units.Enqueue(target, api.JobStart, api.ModeReplace)
 	if err != nil {
 		vm.units.Logf("boot: cannot start %s: %v", target, err)
@@ -352,11 +361,6 @@ func (vm *Manager) boot() {
 			vm.cfg.OnDefaultTarget(j.Unit.Name, j.Result)
 		}
 	})
-	for _, w := range vm.cfg.Wants {
-		if _, err := vm.units.Enqueue(w, api.JobStart, api.ModeReplace); err != nil {
-			vm.units.Logf("boot: cannot start %s: %v", w, err)
-		}
-	}
 }
 
 // requestShutdown runs on the loop: it isolates the shutdown target, and

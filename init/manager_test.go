@@ -48,7 +48,7 @@ func TestDefaultTargetCallbackAndOrderedExit(t *testing.T) {
 		t.Fatal("default target never reported")
 	}
 	var pid int
-	for i := 0; i < 100 && pid == 0; i++ {
+	for deadline := time.Now().Add(30 * time.Second); pid == 0 && time.Now().Before(deadline); {
 		data, _ := os.ReadFile(filepath.Join(dir, "pid"))
 		pid = atoi(string(data))
 		time.Sleep(20 * time.Millisecond)

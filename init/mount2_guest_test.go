@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +16,9 @@ import (
 )
 
 // makeGPTTestDisk writes a 20 MiB disk with a GPT (written by Go, by
-// parttable.WriteGPT: sfdisk is not installed on these hosts) of two
-// partitions, each an 8 MiB ext4 file system holding hello.txt.
+// parttable.WriteGPT, whose tables parttable's tests check against
+// sfdisk, sgdisk and blkid) of two partitions, each an 8 MiB ext4 file
+// system holding hello.txt.
 func makeGPTTestDisk(t *testing.T, path string, parts []parttable.GPTEntry, contents []string) {
 	t.Helper()
 	const size = 20 << 20
@@ -34,7 +35,7 @@ func makeGPTTestDisk(t *testing.T, path string, parts []parttable.GPTEntry, cont
 	}
 	for i, p := range parts {
 		fs := filepath.Join(t.TempDir(), "fs.img")
-		makeFstabTestDisk(t, fs, "", fmt.Sprintf("vigil-p%d", i+1), contents[i])
+		makeExt4(t, fs, ext4Disk{label: fmt.Sprintf("vigil-p%d", i+1), files: map[string]string{"hello.txt": contents[i]}})
 		data, err := os.ReadFile(fs)
 		if err != nil {
 			t.Fatal(err)
@@ -49,14 +50,6 @@ func makeGPTTestDisk(t *testing.T, path string, parts []parttable.GPTEntry, cont
 }
 
 const mount2GuestScript = `
-fail() { echo "FAIL $*"; initctl status "$unit" 2>&1 | sed 's/^/  /'; exit 1; }
-wait_for() { # seconds, command...
-	n=$(($1 * 10)); shift
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1)); [ $n -gt 0 ] || return 1
-		sleep 0.1
-	done
-}
 
 # PARTUUID= in fstab, through /dev/disk/by-partuuid made from the GPT.
 unit=mnt-part.mount
@@ -102,7 +95,7 @@ func TestPartitionAndLoopMountsInGuest(t *testing.T) {
 		{Type: parttable.LinuxFilesystemGUID, UUID: partUUID2, Name: "vigil second", Start: 18432, Sectors: 16384},
 	}, []string{"from partition one", "from partition two"})
 	img := filepath.Join(dir, "img.ext4")
-	makeFstabTestDisk(t, img, "", "vigil-img", "from the image file")
+	makeExt4(t, img, ext4Disk{label: "vigil-img", files: map[string]string{"hello.txt": "from the image file"}})
 	imgData, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
@@ -115,28 +108,117 @@ PARTLABEL=vigil\040second /mnt/plabel ext4 defaults 0 2
 		{Path: "/etc/fstab", Data: []byte(fstab), Mode: 0o644},
 		{Path: "/srv/img.ext4", Data: imgData, Mode: 0o644},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	res, err := qemu.RunScript(ctx, qemu.RunConfig{
+	res := bootDiskGuest(t, qemu.RunConfig{
 		Image:   initramfs.Spec{UnitDirs: []string{writeUnits(t, nil)}, Files: files},
 		Script:  strings.ReplaceAll(mount2GuestScript, "@PARTUUID1@", partUUID1),
 		Boot:    qemu.Config{Disks: []string{disk}},
 		Timeout: 4 * time.Minute,
-	})
-	keepConsole(t, res)
+	}, 5*time.Minute)
+	wantResults(t, res, "RESULT partuuid ok", "RESULT partlabel ok", "RESULT loop ok")
+}
+
+// writeTable4K writes a partition table with sfdisk (its script) onto
+// the image at path as a disk of 4096-byte logical sectors: through a
+// loop device of that sector size, as sfdisk 2.38 has no option for it.
+func writeTable4K(t *testing.T, path, script string) {
+	t.Helper()
+	sfdisk, err := exec.LookPath("sfdisk")
 	if err != nil {
-		console := ""
-		if res != nil {
-			console = res.Console
+		t.Skip("sfdisk not installed (scripts/install-deps.sh installs it)")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("a loop device with 4096-byte sectors needs root")
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "-f", "--show", "-b", "4096", path).CombinedOutput()
+	if err != nil {
+		t.Skipf("no loop device: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	defer exec.Command("losetup", "-d", dev).Run()
+	cmd := exec.Command(sfdisk, "-q", "--no-reread", dev)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk %s: %v\n%s", dev, err, out)
+	}
+}
+
+const tables4KGuestScript = `
+# check LINK NUMBER START: LINK names the partition the kernel numbers
+# NUMBER, starting at START (512-byte units, as sysfs counts).
+check() {
+	l=/dev/disk/by-$1
+	t=$(readlink "$l") || fail "no $l: $(ls -l /dev/disk/by-partuuid /dev/disk/by-partlabel 2>&1)"
+	d=${t##*/}
+	[ "$(cat /sys/class/block/$d/partition)" = "$2" ] || fail "$l -> $d, partition $(cat /sys/class/block/$d/partition), want $2"
+	[ "$(cat /sys/class/block/$d/start)" = "$3" ] || fail "$l -> $d starts at $(cat /sys/class/block/$d/start), want $3"
+	[ "$(cat /sys/class/block/$d/../queue/logical_block_size)" = 4096 ] || fail "$d is not on a 4096-byte-sector disk"
+}
+echo READY-FOR-DISKS
+wait_for 120 test -L /dev/disk/by-partuuid/5a6b7c8d-07 || fail "no link of logical partition 7: $(ls -l /dev/disk/by-partuuid 2>&1)"
+check partuuid/5a6b7c8d-01 1 2048
+check partuuid/5a6b7c8d-03 3 102400
+check partuuid/5a6b7c8d-05 5 12288
+check partuuid/5a6b7c8d-06 6 22528
+check partuuid/5a6b7c8d-07 7 32768
+echo "RESULT mbr-4k ok"
+wait_for 60 test -L '/dev/disk/by-partlabel/vigil\x20four' || fail "no by-partlabel link: $(ls -l /dev/disk/by-partlabel 2>&1)"
+check partuuid/9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d 1 2048
+check 'partlabel/vigil\x20four' 1 2048
+check partuuid/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4e 2 16384
+echo "RESULT gpt-4k ok"
+`
+
+// TestPartitionTables4KInGuest hot-plugs two disks of 4096-byte logical
+// sectors, one with an MBR holding logical partitions and one with a GPT,
+// both written by sfdisk: the guest kernel parses them, and Vigil must
+// make the by-partuuid and by-partlabel links of every partition (the
+// MBR's chain of logical partitions counts in 4 KiB sectors).
+func TestPartitionTables4KInGuest(t *testing.T) {
+	skipWithoutModules(t)
+	dir := t.TempDir()
+	mbr, gpt := filepath.Join(dir, "mbr4k.img"), filepath.Join(dir, "gpt4k.img")
+	writeTable4K(t, mbr, `label: dos
+label-id: 0x5a6b7c8d
+start=256, size=1024, type=83
+start=1280, size=10240, type=f
+start=1536, size=1024, type=83
+start=2816, size=1024, type=7
+start=4096, size=1024, type=83
+start=12800, size=1024, type=8e
+`)
+	writeTable4K(t, gpt, `label: gpt
+label-id: 3B5C0A9E-7D21-4C6F-8E3A-0F1E2D3C4B5A
+start=256, size=1024, name="vigil four", uuid=9A8B7C6D-5E4F-4A3B-8C2D-1E0F9A8B7C6D
+start=2048, size=1024, uuid=0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4E
+`)
+	sectors4K := func(drive string) map[string]any {
+		return map[string]any{"drive": drive, "logical_block_size": 4096, "physical_block_size": 4096}
+	}
+	afterTarget := func(ctx context.Context, vm *qemu.VM) error {
+		if _, err := vm.WaitForLine(ctx, "READY-FOR-DISKS"); err != nil {
+			return err
 		}
-		t.Fatalf("guest run: %v\n%s", err, console)
-	}
-	if res.ExitStatus != 0 {
-		t.Fatalf("guest script failed (%d):\n%s\n--- console:\n%s", res.ExitStatus, strings.Join(res.ScriptOutput, "\n"), res.Console)
-	}
-	for _, want := range []string{"RESULT partuuid ok", "RESULT partlabel ok", "RESULT loop ok"} {
-		if !slices.Contains(res.ScriptOutput, want) {
-			t.Errorf("missing %q in the script's output:\n%s", want, strings.Join(res.ScriptOutput, "\n"))
+		for i, drive := range []string{"d1", "d2"} {
+			if err := vm.QMP().DeviceAdd(ctx, "virtio-blk-pci", fmt.Sprintf("vblk%d", i+1), sectors4K(drive)); err != nil {
+				return fmt.Errorf("device_add %s: %w", drive, err)
+			}
 		}
+		return nil
 	}
+	res := bootDiskGuest(t, qemu.RunConfig{
+		Image:  initramfs.Spec{UnitDirs: []string{writeUnits(t, nil)}},
+		Script: tables4KGuestScript,
+		Boot: qemu.Config{
+			HotplugDisks: []qemu.HotplugDisk{{ID: "d1", File: mbr}, {ID: "d2", File: gpt}},
+		},
+		Timeout:     4 * time.Minute,
+		AfterTarget: afterTarget,
+	}, 5*time.Minute)
+	wantResults(t, res, "RESULT mbr-4k ok", "RESULT gpt-4k ok")
 }

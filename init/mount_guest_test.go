@@ -3,10 +3,8 @@ package pid1
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,37 +13,7 @@ import (
 	"vigil/qemu"
 )
 
-// makeFstabTestDisk makes an 8 MB ext4 image with the given UUID (empty:
-// random) and label, holding one file "hello.txt" with content.
-func makeFstabTestDisk(t *testing.T, path, uuid, label, content string) {
-	t.Helper()
-	mkfs, err := exec.LookPath("mkfs.ext4")
-	if err != nil {
-		t.Skip("mkfs.ext4 not installed")
-	}
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-q", "-F", "-L", label, "-d", src}
-	if uuid != "" {
-		args = append(args, "-U", uuid)
-	}
-	args = append(args, path, "8M")
-	if out, err := exec.Command(mkfs, args...).CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4 %v: %v\n%s", args, err, out)
-	}
-}
-
 const mountGuestScript = `
-fail() { echo "FAIL $*"; initctl status "$unit" 2>&1 | sed 's/^/  /'; exit 1; }
-wait_for() { # seconds, command...
-	n=$(($1 * 10)); shift
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1)); [ $n -gt 0 ] || return 1
-		sleep 0.1
-	done
-}
 
 # fstab: UUID= resolved through /dev/disk/by-uuid, mounted at boot.
 unit=mnt-data.mount
@@ -94,8 +62,8 @@ func TestMountsInGuest(t *testing.T) {
 	data := filepath.Join(dir, "data.img")
 	hot := filepath.Join(dir, "hot.img")
 	const uuid = "5a1d7c3e-8f2b-4e6a-9c0d-1b2a3c4d5e6f"
-	makeFstabTestDisk(t, data, uuid, "vigil-fstab", "from the fstab disk")
-	makeFstabTestDisk(t, hot, "", "vigil-hot", "from the hot-plugged disk")
+	makeExt4(t, data, ext4Disk{label: "vigil-fstab", uuid: uuid, files: map[string]string{"hello.txt": "from the fstab disk"}})
+	makeExt4(t, hot, ext4Disk{label: "vigil-hot", files: map[string]string{"hello.txt": "from the hot-plugged disk"}})
 	fstab := fmt.Sprintf(`# Vigil's test fstab
 UUID=%s /mnt/data ext4 defaults 0 2
 this line is not an fstab entry at all really
@@ -125,9 +93,7 @@ wanted-by = "dev-vdb.device"
 		}
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	res, err := qemu.RunScript(ctx, qemu.RunConfig{
+	res := bootDiskGuest(t, qemu.RunConfig{
 		Image:  initramfs.Spec{UnitDirs: []string{writeUnits(t, units)}, Files: files},
 		Script: mountGuestScript,
 		Boot: qemu.Config{
@@ -136,23 +102,8 @@ wanted-by = "dev-vdb.device"
 		},
 		Timeout:     5 * time.Minute,
 		AfterTarget: afterTarget,
-	})
-	keepConsole(t, res)
-	if err != nil {
-		console := ""
-		if res != nil {
-			console = res.Console
-		}
-		t.Fatalf("guest run: %v\n%s", err, console)
-	}
-	if res.ExitStatus != 0 {
-		t.Fatalf("guest script failed (%d):\n%s\n--- console:\n%s", res.ExitStatus, strings.Join(res.ScriptOutput, "\n"), res.Console)
-	}
-	for _, want := range []string{"RESULT fstab-uuid ok", "RESULT fstab-rest ok", "RESULT foreign ok", "RESULT hotplug-mounted ok", "RESULT hotplug-unmounted ok"} {
-		if !slices.Contains(res.ScriptOutput, want) {
-			t.Errorf("missing %q in the script's output:\n%s", want, strings.Join(res.ScriptOutput, "\n"))
-		}
-	}
+	}, 6*time.Minute)
+	wantResults(t, res, "RESULT fstab-uuid ok", "RESULT fstab-rest ok", "RESULT foreign ok", "RESULT hotplug-mounted ok", "RESULT hotplug-unmounted ok")
 	if !strings.Contains(res.Console, "/etc/fstab:3: want at least") && !strings.Contains(res.Console, "/etc/fstab:3:") {
 		t.Errorf("the bad fstab line is not reported as /etc/fstab:3 on the console")
 	}

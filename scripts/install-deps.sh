@@ -17,6 +17,9 @@ command -v mkfs.vfat >/dev/null || need+=(dosfstools)
 command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
 command -v debugfs >/dev/null || need+=(e2fsprogs)
+# Partition-table tests: real tables from sfdisk (fdisk) and sgdisk (gdisk).
+command -v sfdisk >/dev/null || need+=(fdisk)
+command -v sgdisk >/dev/null || need+=(gdisk)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 
+	"vigil/units/procfs"
 	"vigil/units/unitfile"
 )
 
@@ -166,14 +167,7 @@ func isMountPoint(path string) bool {
 	if err != nil {
 		return false
 	}
-	clean := filepath.Clean(path)
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.ReplaceAll(f[4], `\040`, " ") == clean {
-			return true
-		}
-	}
-	return false
+	return procfs.IsMountPoint(data, filepath.Clean(path))
 }
 
 func isReadOnly(path string) bool {

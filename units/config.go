@@ -395,6 +395,7 @@ func (m *Manager) rebuildGraph() {
 			add(u, Before, "shutdown.target")
 		}
 	}
+	m.addRuntimeWants(add)
 	// A target with default dependencies is ordered after what it pulls in.
 	for _, u := range units {
 		if u.cfg == nil || u.cfg.Type != unitfile.TypeTarget || !u.cfg.Unit.DefaultDependencies {

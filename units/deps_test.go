@@ -117,19 +117,19 @@ func TestBindsToPartOfOnFailure(t *testing.T) {
 	})
 	h.start("bound.service")
 	h.start("part.service")
-	h.waitState("dev.service", "active", 5*time.Second)
+	h.waitState("dev.service", "active", 30*time.Second)
 	// Stopping dev stops part (part-of) and bound (binds-to).
 	h.stop("dev.service")
-	h.waitState("part.service", "inactive", 5*time.Second)
-	h.waitState("bound.service", "inactive", 5*time.Second)
+	h.waitState("part.service", "inactive", 30*time.Second)
+	h.waitState("bound.service", "inactive", 30*time.Second)
 	// A bound unit also stops when its unit dies on its own.
 	h.start("bound.service")
-	h.waitState("dev.service", "active", 5*time.Second)
+	h.waitState("dev.service", "active", 30*time.Second)
 	h.do(func() { h.m.Kill(api.KillArgs{Unit: "dev.service", Signal: "SIGKILL"}) })
-	h.waitState("bound.service", "inactive", 5*time.Second)
+	h.waitState("bound.service", "inactive", 30*time.Second)
 	// on-failure runs its unit when the unit fails.
 	h.start("crash.service")
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(h.path("rescued")); err == nil {
 			return

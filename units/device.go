@@ -115,8 +115,15 @@ type devices struct {
 	// batch of device units appeared.
 	graphDirty bool
 
-	// triggers are the observers registered for [trigger] uevent, by unit.
-	triggers map[string][]observer.ObserverID
+	// triggers are the observers registered for [trigger] uevent, by unit;
+	// triggerFilters their filters, compiled, to find which units a
+	// device's event pulled in.
+	triggers       map[string][]observer.ObserverID
+	triggerFilters map[string][]observer.Filter
+	// wants are, by device unit, the units its events triggered since it
+	// appeared: the device unit's run-time Wants (runtimewants.go), as
+	// udev's SYSTEMD_WANTS= gives them in systemd.
+	wants map[string][]string
 
 	// The worker's side.
 	work      chan *uevent.Uevent
@@ -134,7 +141,8 @@ type devices struct {
 }
 
 func newDevices(opts *DeviceOptions) *devices {
-	d := &devices{present: map[string]string{}, byPath: map[string][]string{}, triggers: map[string][]observer.ObserverID{}}
+	d := &devices{present: map[string]string{}, byPath: map[string][]string{}, triggers: map[string][]observer.ObserverID{},
+		triggerFilters: map[string][]observer.Filter{}, wants: map[string][]string{}}
 	if opts == nil {
 		return d
 	}
@@ -452,6 +460,7 @@ func (m *Manager) onDeviceEvent(ev *observer.Event) {
 	for _, name := range names {
 		m.plugDevice(name, u.DevPath, eager)
 	}
+	m.noteTriggerWants(ev, names)
 	// A renamed device (a network interface getting its final name)
 	// leaves its old names behind.
 	if from := u.Env["DEVPATH_OLD"]; u.Action == "move" && from != "" && from != u.DevPath {
@@ -490,6 +499,10 @@ func (m *Manager) unplugDevice(name, devpath string) {
 		return // the name moved to another device meanwhile
 	}
 	delete(d.present, name)
+	if len(d.wants[name]) > 0 {
+		delete(d.wants, name)
+		d.graphDirty = true
+	}
 	if u := m.units[name]; u != nil {
 		if dev, ok := u.behaviour.(*device); ok {
 			dev.unplug()
@@ -557,6 +570,42 @@ func newDevice(u *Unit) *device {
 func (dev *device) plug(devpath string) {
 	dev.devpath = devpath
 	dev.u.SetState(StateActive, "plugged")
+}
+
+// noteTriggerWants records, for the device units of a processed event,
+// the [trigger] units the event matches: the device unit then wants them
+// (systemctl show -p Wants, list-dependencies), until the device goes.
+// The triggers' own observers start them (and startWantedOnPlug, mount.go,
+// the device's other wants).
+func (m *Manager) noteTriggerWants(ev *observer.Event, devUnits []string) {
+	d := m.devices
+	if len(devUnits) == 0 || len(d.triggerFilters) == 0 {
+		return
+	}
+	var wanted []string
+	for unit, filters := range d.triggerFilters {
+		for i := range filters {
+			if filters[i].Match(ev) {
+				wanted = append(wanted, unit)
+				break
+			}
+		}
+	}
+	slices.Sort(wanted)
+	for _, name := range devUnits {
+		for _, w := range wanted {
+			if slices.Contains(d.wants[name], w) {
+				continue
+			}
+			d.wants[name] = append(d.wants[name], w)
+			if dev := m.units[name]; dev != nil && w != dev.Name {
+				dev.addDep(Wants, w)
+				if other := m.units[w]; other != nil {
+					other.addDep(Wants.inverse(), dev.Name)
+				}
+			}
+		}
+	}
 }
 
 func (dev *device) unplug() {
@@ -646,6 +695,7 @@ func (m *Manager) syncTriggers() {
 		}
 		delete(d.triggers, name)
 	}
+	clear(d.triggerFilters)
 	for _, u := range m.Units() {
 		if u.cfg == nil || u.cfg.Trigger == nil || u.LoadState != LoadLoaded {
 			continue
@@ -662,6 +712,10 @@ func (m *Manager) syncTriggers() {
 				continue
 			}
 			d.triggers[u.Name] = append(d.triggers[u.Name], id)
+			// A copy of its own: Register compiles the observer's.
+			if own := ueventTriggerFilter(t); own.Compile() == nil {
+				d.triggerFilters[u.Name] = append(d.triggerFilters[u.Name], own)
+			}
 		}
 	}
 }

@@ -94,6 +94,9 @@ func stopsNext(typ, phase string) bool {
 // runnable reports whether no other pending job must go first.
 func (m *Manager) runnable(j *Job) bool {
 	u := j.Unit
+	if m.cleaning(u) {
+		return false // clean.go: the unit's directories are being removed
+	}
 	for _, k := range [...]DepKind{After, Before} {
 		for name := range u.deps[k] {
 			o := m.units[name]

@@ -76,6 +76,10 @@ type Options struct {
 	// FileAccess lets path units with hold = true hold openers (the
 	// fanotify source, path.go). Nil: they watch with inotify only.
 	FileAccess FileAccess
+	// ExecDirectoryRoots are where runtime-directory and friends go
+	// (execdirs.go); empty fields mean /run, /var/lib, /var/cache,
+	// /var/log and /etc.
+	ExecDirectoryRoots ExecDirectoryRoots
 }
 
 // Manager owns the units and their jobs. All its methods must be called on
@@ -152,6 +156,14 @@ type Manager struct {
 	runs map[*Unit]*unitRuns
 	// unitSetWatchers hear of units added and removed (unitfiles.go).
 	unitSetWatchers map[int]func(name string, added bool)
+	// runtimeWants are wants added at run time, by wanting unit
+	// (runtimewants.go).
+	runtimeWants map[string][]string
+	// cleans are the units' clean operations, running and done (clean.go).
+	cleans map[*Unit]*cleanRun
+	// scopeStopRequester asks scope controllers to stop their scopes
+	// (scope.go); nil without a bus.
+	scopeStopRequester *scopeStopRequest
 }
 
 // processOwner is told when a process it started exits.
@@ -348,9 +360,13 @@ func (m *Manager) jobChanged(j *Job) {
 // unitChanged reacts to a unit's transition: its job, units bound to it,
 // and OnFailure/OnSuccess units.
 func (m *Manager) unitChanged(u *Unit, old, now ActiveState) {
+	// A clean's end (maintenance to inactive) is not a unit going down.
+	wentDown := now.IsInactiveOrFailed() && !old.IsInactiveOrFailed() && old != StateMaintenance
+	if wentDown {
+		m.unitWentDown(u) // before the job ends: its runtime directories are gone then
+	}
 	m.checkJob(u)
 	m.noticeTriggers(u)
-	wentDown := now.IsInactiveOrFailed() && !old.IsInactiveOrFailed()
 	if wentDown {
 		for _, name := range u.Deps(BoundBy) {
 			d := m.units[name]

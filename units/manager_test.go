@@ -147,25 +147,27 @@ func TestIsolate(t *testing.T) {
 	if res, _ := h.start("work.target"); res != api.ResultDone {
 		t.Fatal("start work.target")
 	}
-	h.waitState("busy.service", "active", 5*time.Second)
+	h.waitState("busy.service", "active", 30*time.Second)
 	if res, why := h.job("quiet.target", api.JobStart, api.ModeIsolate); res != api.ResultDone {
 		t.Fatalf("isolate quiet.target: %s (%s)", res, why)
 	}
 	// Isolate queued stop jobs for everything else; they finish on their own.
-	h.waitState("busy.service", "inactive", 5*time.Second)
-	h.waitState("work.target", "inactive", 5*time.Second)
+	h.waitState("busy.service", "inactive", 30*time.Second)
+	h.waitState("work.target", "inactive", 30*time.Second)
 	if a, _ := h.state("quiet.target"); a != "active" {
 		t.Errorf("quiet.target is %s", a)
 	}
 }
 
 func TestForkingDaemonWithPIDFileIsTrackedAndKilled(t *testing.T) {
-	// The daemon double-forks, leaves its session, and writes its PID.
+	// The daemon double-forks, leaves its session, and writes its PID; as
+	// daemon(7) asks, the original process exits once the PID file is
+	// written (a fixed sleep lost that race on a loaded machine).
 	h := newHarness(t, map[string]string{
 		"daemon.service": `[service]
 type = "forking"
 pid-file = "@DIR@/daemon.pid"
-exec-start = ["/bin/sh", "-c", "(setsid /bin/sh -c 'echo $$$$ > @DIR@/daemon.pid; exec sleep 60' &) ; sleep 0.2"]
+exec-start = ["/bin/sh", "-c", "(setsid /bin/sh -c 'echo $$$$ > @DIR@/daemon.pid; exec sleep 60' &) ; while [ ! -s @DIR@/daemon.pid ]; do sleep 0.05; done"]
 timeout-stop = "2s"
 `,
 	})
@@ -187,12 +189,13 @@ timeout-stop = "2s"
 		t.Errorf("daemon %d survived stop", pid)
 	}
 	// Killing the daemon from outside is noticed as the main process dying.
+	os.Remove(h.path("daemon.pid")) // the new daemon writes its own
 	h.start("daemon.service")
 	pid, _ = strconv.Atoi(strings.TrimSpace(readFile(t, h.path("daemon.pid"))))
 	if err := killPID(pid); err != nil {
 		t.Fatal(err)
 	}
-	h.waitState("daemon.service", "failed", 5*time.Second)
+	h.waitState("daemon.service", "failed", 30*time.Second)
 	if r := h.prop("daemon.service", "Result"); r != "signal" {
 		t.Errorf("result %s after SIGKILL of the main process, want signal", r)
 	}
@@ -260,7 +263,8 @@ timeout-stop = "500ms"
 `,
 	})
 	h.start("stubborn.service")
-	deadline := time.Now().Add(5 * time.Second)
+	// The pid file is written once the TERM trap is set.
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, err := os.Stat(h.path("pid")); err == nil {
 			break

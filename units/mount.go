@@ -147,18 +147,23 @@ func (m *Manager) onMountinfoEvent(ev *observer.Event) {
 			old = append(old, mt)
 		}
 		for _, c := range mountinfo.Diff(old, table) {
-			m.applyMountChange(c.Kind, c.Mount)
+			m.applyMountChange(c.Kind, c.Mount, ev.Mono)
 		}
 	case mountinfo.KindMount, mountinfo.KindUmount, mountinfo.KindRemount:
 		mt, ok := ev.Payload.(mountinfo.Mount)
 		if !ok {
 			return
 		}
-		m.applyMountChange(ev.Kind, mt)
+		m.applyMountChange(ev.Kind, mt, ev.Mono)
 	}
 }
 
-func (m *Manager) applyMountChange(kind string, mt mountinfo.Mount) {
+// applyMountChange applies one change of the mount table, read from the
+// kernel at readAt (the loop's clock; the mountinfo source stamps its
+// events so). A change read before the unit's own last mount or unmount
+// call returned is older than what the unit knows: the table takes it,
+// the unit's state does not (seenBefore).
+func (m *Manager) applyMountChange(kind string, mt mountinfo.Mount, readAt time.Duration) {
 	t := m.mounts
 	name, err := unitfile.MountUnitName(mt.MountPoint)
 	if err != nil {
@@ -179,6 +184,15 @@ func (m *Manager) applyMountChange(kind string, mt mountinfo.Mount) {
 			m.rebuildGraph()
 		}
 		if mb, ok := u.behaviour.(*mount); ok {
+			if mb.seenBefore(readAt, mb.unmountedAt) {
+				// The mount this unit has since unmounted (a quick
+				// stop): its umount event is still to come. Until
+				// then it is not the unit's (mounted).
+				if mb.mountedAt <= mb.unmountedAt {
+					mb.unmountedID = mt.ID
+				}
+				return
+			}
 			if kind == mountinfo.KindMount && mb.unmountedID == mt.ID {
 				mb.unmountedID = 0 // the ID came back: a new mount
 			}
@@ -201,6 +215,9 @@ func (m *Manager) applyMountChange(kind string, mt mountinfo.Mount) {
 		mb, ok := u.behaviour.(*mount)
 		if !ok {
 			return
+		}
+		if mb.seenBefore(readAt, mb.mountedAt) {
+			return // the mount before the unit's own new one (a quick restart)
 		}
 		mb.seenUnmounted()
 		if isForeignMount(u) && u.job == nil && u.active.IsInactiveOrFailed() {
@@ -503,9 +520,17 @@ type mount struct {
 	reason string
 	// helper is the mount helper of the current start, while it runs.
 	helper *mountHelper
+	// cgroup is the unit's group (relative to the manager's tree), made
+	// when a start begins and removed when the unit goes down: mount
+	// helpers and the daemons they leave (FUSE) run in it.
+	cgroup string
 	// unmountedID is the table's ID of the mount this unit unmounted last,
 	// until the table's own event says it is gone.
 	unmountedID int
+	// mountedAt and unmountedAt are when (the loop's clock) the unit's
+	// last successful mount and unmount calls returned: mount table
+	// events read before them are late news (applyMountChange).
+	mountedAt, unmountedAt time.Duration
 	// automountStart is set while a start job asked for by the unit's
 	// automount runs: it does not count against the start limit
 	// (exemptFromStartLimit).
@@ -543,9 +568,23 @@ func (mb *mount) mounted() bool {
 	return ok && (mb.unmountedID == 0 || mt.ID != mb.unmountedID)
 }
 
+// seenBefore reports whether a table read at readAt predates a call of
+// the unit's that returned at callAt. Events without a read time (0)
+// are taken as new.
+func (mb *mount) seenBefore(readAt, callAt time.Duration) bool {
+	return readAt != 0 && callAt != 0 && readAt < callAt
+}
+
 // seenMounted applies a "mount" event at the unit's mount point.
 func (mb *mount) seenMounted(mountinfo.Mount) {
 	u := mb.u
+	if u.active == StateActivating && mb.helper == nil {
+		// The unit's own mount call is on its way and its return
+		// decides: the table may show a first step (a bind mount still
+		// to be remounted read-only). A helper, which may outlive its
+		// mount, is taken at the table's word.
+		return
+	}
 	switch u.active {
 	case StateInactive, StateFailed, StateActivating:
 		mb.cancelOp()
@@ -599,13 +638,20 @@ func (mb *mount) Start() error {
 	mb.result, mb.reason = "success", ""
 	mb.cancelOp()
 	op := mb.op
+	if mb.cgroup == "" {
+		mb.cgroup = u.m.commandCgroup(u)
+	}
 	u.SetState(StateActivating, "mounting")
 	mb.armTimeout(s.Timeout, "mounting")
 	sys := u.m.mounts.sys
 	req.helperDirs = u.m.mounts.helperDirs
 	go func() {
 		helper, err := req.run(sys, s)
+		doneAt := u.m.loop.Now()
 		u.m.loop.Do(func() {
+			if helper == nil && err == nil && op == mb.op {
+				mb.mountedAt = doneAt
+			}
 			if helper != nil && err == nil {
 				if op == mb.op {
 					mb.startHelper(op, helper)
@@ -694,7 +740,13 @@ func (mb *mount) Stop() error {
 	where := s.Where
 	go func() {
 		err := sys.Unmount(where, flags)
-		u.m.loop.Do(func() { mb.unmountDone(op, err) })
+		doneAt := u.m.loop.Now()
+		u.m.loop.Do(func() {
+			if op == mb.op && (err == nil || errors.Is(err, unix.EINVAL)) {
+				mb.unmountedAt = doneAt
+			}
+			mb.unmountDone(op, err)
+		})
 	}()
 	return nil
 }
@@ -747,6 +799,15 @@ func (mb *mount) Describe(st *api.UnitStatus) {
 	st.Result = mb.result
 	if mb.u.active == StateFailed && mb.reason != "" {
 		st.StatusText = mb.reason
+	}
+	describeCommandCgroup(mb.u.m, mb.cgroup, st)
+}
+
+// releaseCgroupWhenDown removes the unit's group once the unit is down
+// (unitWentDown); a group a daemon still holds stays, and is reused.
+func (mb *mount) releaseCgroupWhenDown() {
+	if mb.cgroup != "" && mb.u.m.releaseUnitCgroup(mb.u, mb.cgroup) {
+		mb.cgroup = ""
 	}
 }
 

@@ -99,7 +99,7 @@ func (mb *mount) startHelper(op int, h *mountHelper) {
 	argv := append([]string{h.name()}, h.args...)
 	spec := &exec.Spec{Path: h.path, Argv: argv, Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Dir: "/", Stdout: exec.Pipe(), Stderr: exec.SameAsStdout()}
-	started, err := u.m.opts.Spawner.Spawn(spec)
+	started, err := u.m.spawnInCgroup(u, spec, mb.cgroup)
 	if err != nil {
 		h.release(u.m)
 		mb.mountDone(op, fmt.Errorf("run %s: %w", h.path, err))

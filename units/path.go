@@ -16,6 +16,7 @@ import (
 	"vigil/observer/fanotify"
 	"vigil/observer/inotify"
 	"vigil/units/api"
+	"vigil/units/procfs"
 	"vigil/units/unitfile"
 )
 
@@ -812,17 +813,11 @@ func procParent(pid int) int {
 	if err != nil {
 		return 0
 	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
+	st, err := procfs.ParseStat(data)
+	if err != nil {
 		return 0
 	}
-	f := strings.Fields(s[i+2:])
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPID
 }
 
 func (p *pathUnit) Reload() error          { return fmt.Errorf("%s cannot be reloaded", p.u.Name) }

@@ -52,7 +52,7 @@ func TestPathExistsThroughMissingParents(t *testing.T) {
 		"flag.service": remain("flag"),
 	})
 	mustStart(t, h, "flag.path")
-	wantSub(t, h, "flag.path", "active", "waiting", time.Second)
+	wantSub(t, h, "flag.path", "active", "waiting", 30*time.Second)
 	// The components appear one by one; the watch moves down with them.
 	for _, dir := range []string{"a", "a/b", "a/b/c"} {
 		if err := os.Mkdir(h.path(dir), 0o755); err != nil {
@@ -64,8 +64,8 @@ func TestPathExistsThroughMissingParents(t *testing.T) {
 		}
 	}
 	os.WriteFile(h.path("a/b/c/flag"), nil, 0o644)
-	waitRuns(t, h, "flag", 1, 5*time.Second)
-	wantSub(t, h, "flag.path", "active", "running", 5*time.Second)
+	waitRuns(t, h, "flag", 1, 30*time.Second)
+	wantSub(t, h, "flag.path", "active", "running", 30*time.Second)
 	st := h.status("flag.path")
 	if len(st.Triggers) != 1 || st.Triggers[0] != "flag.service" {
 		t.Errorf("Triggers = %v", st.Triggers)
@@ -81,7 +81,7 @@ func TestPathExistsThroughMissingParents(t *testing.T) {
 	// Stopping the service re-checks: the flag still exists, so systemd
 	// (and we) start it again.
 	h.stop("flag.service")
-	waitRuns(t, h, "flag", 2, 5*time.Second)
+	waitRuns(t, h, "flag", 2, 30*time.Second)
 }
 
 func TestPathChangedAndModified(t *testing.T) {
@@ -106,22 +106,22 @@ func TestPathChangedAndModified(t *testing.T) {
 	fm, _ := os.OpenFile(h.path("watched/m"), os.O_WRONLY, 0)
 	fc.WriteString("x")
 	fm.WriteString("x")
-	waitRuns(t, h, "modified", 1, 5*time.Second)
+	waitRuns(t, h, "modified", 1, 30*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	if n := runs(h, "changed"); n != 0 {
 		t.Fatalf("path-changed fired on a write before close (%d runs)", n)
 	}
 	fc.Close()
 	fm.Close()
-	waitRuns(t, h, "changed", 1, 5*time.Second)
-	wantSub(t, h, "changed.path", "active", "waiting", 5*time.Second)
+	waitRuns(t, h, "changed", 1, 30*time.Second)
+	wantSub(t, h, "changed.path", "active", "waiting", 30*time.Second)
 	// Deletion is a change too.
 	os.Remove(h.path("watched/c"))
-	waitRuns(t, h, "changed", 2, 5*time.Second)
-	wantSub(t, h, "changed.path", "active", "waiting", 5*time.Second)
+	waitRuns(t, h, "changed", 2, 30*time.Second)
+	wantSub(t, h, "changed.path", "active", "waiting", 30*time.Second)
 	// And so is creation.
 	os.WriteFile(h.path("watched/c"), nil, 0o644)
-	waitRuns(t, h, "changed", 3, 5*time.Second)
+	waitRuns(t, h, "changed", 3, 30*time.Second)
 }
 
 func TestPathGlobAndDirectoryNotEmpty(t *testing.T) {
@@ -146,8 +146,8 @@ func TestPathGlobAndDirectoryNotEmpty(t *testing.T) {
 	}
 	os.WriteFile(h.path("in/a.job"), nil, 0o644)
 	os.WriteFile(h.path("spool/mail"), nil, 0o644)
-	waitRuns(t, h, "glob", 1, 5*time.Second)
-	waitRuns(t, h, "spool-runs", 1, 5*time.Second)
+	waitRuns(t, h, "glob", 1, 30*time.Second)
+	waitRuns(t, h, "spool-runs", 1, 30*time.Second)
 }
 
 func TestPathTriggerLimit(t *testing.T) {
@@ -167,7 +167,7 @@ func TestPathTriggerLimit(t *testing.T) {
 		t.Errorf("the service ran %d times under a burst of 3", n)
 	}
 	h.do(func() { h.m.Unit("loop.path").behaviour.ResetFailed() })
-	wantSub(t, h, "loop.path", "inactive", "dead", time.Second)
+	wantSub(t, h, "loop.path", "inactive", "dead", 30*time.Second)
 }
 
 // TestPathHoldFallsBackWithoutFanotify: no FileAccess: one warning for the
@@ -189,7 +189,7 @@ func TestPathHoldFallsBackWithoutFanotify(t *testing.T) {
 		t.Errorf("status text %q does not say the unit cannot hold", st.StatusText)
 	}
 	os.WriteFile(h.path("one"), nil, 0o644)
-	waitRuns(t, h, "h1", 1, 5*time.Second)
+	waitRuns(t, h, "h1", 1, 30*time.Second)
 }
 
 // lateAccess lets a harness's manager get a fanotify source made on the
@@ -420,7 +420,7 @@ func TestPathHoldOnUnmarkableFileSystem(t *testing.T) {
 		"proc.service": remain("proc"),
 	})
 	mustStart(t, h, "proc.path")
-	wantSub(t, h, "proc.path", "active", "waiting", time.Second)
+	wantSub(t, h, "proc.path", "active", "waiting", 30*time.Second)
 	if st := h.status("proc.path"); !strings.Contains(st.StatusText, "cannot hold") {
 		t.Errorf("status text %q does not say the unit cannot hold", st.StatusText)
 	}
@@ -439,12 +439,12 @@ func TestPathReloadChangesWatchedPath(t *testing.T) {
 	mustStart(t, h, "re.path")
 	h.write(map[string]string{"re.path": "[path]\npath-exists = \"@DIR@/new\"\n"})
 	h.do(func() { h.m.Reload() })
-	wantSub(t, h, "re.path", "active", "waiting", time.Second)
+	wantSub(t, h, "re.path", "active", "waiting", 30*time.Second)
 	os.WriteFile(h.path("old"), nil, 0o644)
 	time.Sleep(200 * time.Millisecond)
 	if n := runs(h, "re"); n != 0 {
 		t.Fatalf("the old path still triggers after reload")
 	}
 	os.WriteFile(h.path("new"), nil, 0o644)
-	waitRuns(t, h, "re", 1, 5*time.Second)
+	waitRuns(t, h, "re", 1, 30*time.Second)
 }

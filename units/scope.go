@@ -62,10 +62,14 @@ type scope struct {
 	// adopt are the processes the transient request named; the start
 	// consumes them (a scope cannot be started twice).
 	adopt []int
-	// controller is the bus name the client named as its controller
-	// (informational: Vigil sends it no RequestStop).
+	// controller is the bus name the client named as its controller:
+	// a stop asks it first (RequestStop) and signals only after
+	// timeout-stop, as systemd does.
 	controller string
-	failReason string
+	// waitingForController is set while a stop waits for the controller
+	// it asked.
+	waitingForController bool
+	failReason           string
 
 	// cgroup is the scope's group relative to the manager's tree while it
 	// has one.
@@ -376,6 +380,15 @@ func (s *scope) enterSignal(sub, result string) {
 	s.runtimeTimer = 0
 	s.m.StopTimer(s.timer)
 	s.timer = 0
+	s.waitingForController = false
+	if sub == scopeStopSigterm && s.remaining() && s.requestStop() {
+		// The controller was asked to stop the scope, as systemd asks
+		// it: no signal now; timeout-stop later if it does not.
+		s.waitingForController = true
+		s.setState(sub)
+		s.armStopTimer(sub)
+		return
+	}
 	sig := s.cfg.KillSignal
 	if sub == scopeStopSigkill {
 		sig = s.cfg.FinalKillSignal
@@ -407,8 +420,12 @@ func (s *scope) enterSignal(sub, result string) {
 	if s.state != sub {
 		return // the group emptied meanwhile
 	}
-	// The group's "empty" event (or the pidfd watcher) ends the stop;
-	// the timer bounds it.
+	s.armStopTimer(sub)
+}
+
+// armStopTimer bounds a stop: the group's "empty" event (or the pidfd
+// watcher) ends it; timeout-stop escalates.
+func (s *scope) armStopTimer(sub string) {
 	s.timer = s.m.AfterFunc(s.cfg.TimeoutStop, func() {
 		s.timer = 0
 		if sub == scopeStopSigterm && s.cfg.SendSIGKILL {
@@ -425,6 +442,7 @@ func (s *scope) enterDead(result string) {
 	if s.result == resultSuccess {
 		s.result = result
 	}
+	s.waitingForController = false
 	s.m.StopTimer(s.timer)
 	s.timer = 0
 	s.m.StopTimer(s.runtimeTimer)
@@ -576,4 +594,58 @@ func (m *Manager) UnitOfProcess(pid int) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// ScopeStopRequester asks a scope's controller (a bus name) to stop the
+// scope, as systemd's RequestStop signal does, and reports whether the
+// request went out. It runs on the loop and must not block.
+type ScopeStopRequester func(unit, controller string) bool
+
+// scopeStopRequest holds the installed ScopeStopRequester; its address
+// tells one installation from the next.
+type scopeStopRequest struct{ fn ScopeStopRequester }
+
+// SetScopeStopRequester installs fn (the D-Bus server while it is on the
+// system bus) and returns a function that removes it again.
+func (m *Manager) SetScopeStopRequester(fn ScopeStopRequester) (unset func()) {
+	r := &scopeStopRequest{fn: fn}
+	m.scopeStopRequester = r
+	return func() {
+		if m.scopeStopRequester == r { // a newer one stays
+			m.scopeStopRequester = nil
+		}
+	}
+}
+
+// requestStop asks the scope's controller, if it has one and a requester
+// is installed, to stop the scope.
+func (s *scope) requestStop() bool {
+	r := s.m.scopeStopRequester
+	if s.controller == "" || r == nil {
+		return false
+	}
+	if !r.fn(s.u.Name, s.controller) {
+		return false
+	}
+	s.u.Logf("Asked the scope's controller %s to stop it (RequestStop).", s.controller)
+	return true
+}
+
+// ScopeControllerGone says that a scope's controller is not on the bus
+// (any more): the scope forgets it, and a stop that waits for it goes on
+// with the kill signal at once rather than after timeout-stop.
+func (m *Manager) ScopeControllerGone(name, controller string) {
+	u := m.units[name]
+	if u == nil {
+		return
+	}
+	s, ok := u.behaviour.(*scope)
+	if !ok || s.controller != controller {
+		return
+	}
+	s.u.Logf("The scope's controller %s is gone.", controller)
+	s.controller = ""
+	if s.waitingForController && s.state == scopeStopSigterm {
+		s.enterSignal(scopeStopSigterm, resultSuccess)
+	}
 }

@@ -18,11 +18,12 @@ package units
 //
 // Socket commands run in the socket's cgroup (in its slice, see
 // commandCgroup), removed when the socket is dead; each also leads its
-// own session, and stopping signals those sessions (per kill-mode). A stop or
-// a timeout that kills a running command with kill-signal or
-// final-kill-signal is the unit's doing and does not make the result
-// "signal" (systemd counts it as one; the timeout itself is still the
-// result "timeout").
+// own session, and stopping signals those sessions (per kill-mode). A
+// command killed by a stop (a stop during start-pre or start-post goes
+// straight to stop-pre-sigterm) counts as its exit says, as in systemd's
+// socket_sigchld_event: the unit ends failed with result "signal" unless
+// the command was '-'. A timeout is the result "timeout" and stays so,
+// since only the first failure of an activation is kept.
 
 import (
 	"fmt"
@@ -442,6 +443,10 @@ func (k *socketUnit) processExited(pid int, ex process.Exit) {
 		result = resultSuccess
 	}
 	if k.signalling() {
+		// systemd's socket_sigchld_event keeps the killed command's
+		// result: a stop during start-pre/start-post ends failed with
+		// result "signal" (unless the command was '-').
+		k.noteResult(result)
 		k.checkSignalled()
 		return
 	}

@@ -199,9 +199,10 @@ func TestSocketCommandTimeout(t *testing.T) {
 	waitUntil(t, "the hung command to be killed", func() bool { return !pidAlive(pid) })
 }
 
-// Stopping a socket while its start-pre runs kills the command and ends
-// dead, not failed: the signal was the stop's own doing. A start asked
-// for meanwhile waits for the stop and then runs.
+// Stopping a socket while its start-pre runs kills the command; as in
+// systemd's socket_sigchld_event the killed command's exit is the result:
+// the stop job is done, the unit failed with result "signal". A start
+// asked for meanwhile waits for the stop and then runs.
 func TestSocketStopDuringStartPre(t *testing.T) {
 	h := newHarness(t, map[string]string{
 		"wait.socket": "[socket]\nlisten-stream = [\"@DIR@/wait.sock\"]\nexec-start-pre = \"/bin/sh -c 'test -e @DIR@/go || exec sleep 60'\"\n" +
@@ -212,8 +213,8 @@ func TestSocketStopDuringStartPre(t *testing.T) {
 	if res, why := h.stop("wait.socket"); res != api.ResultDone {
 		t.Fatalf("stop: %s %s", res, why)
 	}
-	if st := h.status("wait.socket"); st.Active != "inactive" || st.Result != "success" {
-		t.Errorf("after a stop during start-pre: %s result %q\n%s", st.Active, st.Result, h.logText())
+	if st := h.status("wait.socket"); st.Active != "failed" || st.Result != "signal" {
+		t.Errorf("after a stop during start-pre: %s result %q, want failed with signal\n%s", st.Active, st.Result, h.logText())
 	}
 	// A start during stop-pre: the start job waits, then the unit listens.
 	os.WriteFile(h.path("go"), nil, 0o644)
@@ -227,6 +228,33 @@ func TestSocketStopDuringStartPre(t *testing.T) {
 	}
 	if a, s := h.state("wait.socket"); a != "active" || s != "listening" {
 		t.Errorf("after a start during stop-pre: %s (%s)", a, s)
+	}
+}
+
+// A stop during start-post kills the command the same way (failed,
+// "signal", the stop-post commands still run); a '-' command killed by a
+// stop is not a failure, and the unit ends dead.
+func TestSocketStopKillsStartCommandResult(t *testing.T) {
+	h := newHarness(t, map[string]string{
+		"post.socket": "[socket]\nlisten-stream = [\"@DIR@/post.sock\"]\nexec-start-post = \"/bin/sleep 60\"\n" +
+			"exec-stop-post = \"/bin/sh -c 'echo ran > @DIR@/stop-post'\"\n",
+		"dash.socket": "[socket]\nlisten-stream = [\"@DIR@/dash.sock\"]\nexec-start-pre = \"-/bin/sleep 60\"\n",
+	})
+	for _, c := range []struct{ unit, sub, active, result string }{
+		{"post.socket", "start-post", "failed", "signal"},
+		{"dash.socket", "start-pre", "inactive", "success"},
+	} {
+		h.startAsync(c.unit)
+		waitUntil(t, c.unit+" "+c.sub, func() bool { _, s := h.state(c.unit); return s == c.sub })
+		if res, why := h.stop(c.unit); res != api.ResultDone {
+			t.Fatalf("stop %s: %s %s", c.unit, res, why)
+		}
+		if st := h.status(c.unit); st.Active != c.active || st.Result != c.result {
+			t.Errorf("%s stopped during %s: %s result %q, want %s with %s\n%s", c.unit, c.sub, st.Active, st.Result, c.active, c.result, h.logText())
+		}
+	}
+	if _, err := os.Stat(h.path("stop-post")); err != nil {
+		t.Errorf("exec-stop-post after a stop during start-post: %v", err)
 	}
 }
 

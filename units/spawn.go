@@ -15,6 +15,7 @@ import (
 	"vigil/observer/cgroupevents"
 	"vigil/units/cgroup"
 	"vigil/units/exec"
+	"vigil/units/procfs"
 	"vigil/units/unitfile"
 )
 
@@ -111,6 +112,11 @@ func (m *Manager) execSpec(u *Unit, ec *unitfile.ExecContext, cmd unitfile.Comma
 	if mainPID > 0 {
 		env = append(env, "MAINPID="+strconv.Itoa(mainPID))
 	}
+	dirEnv, err := m.setupExecDirectories(ec)
+	if err != nil {
+		return nil, err
+	}
+	env = append(env, dirEnv...)
 	spec.Env = dedupEnv(env)
 	if ec.UMask != 0o022 {
 		mask := uint32(ec.UMask)
@@ -142,7 +148,6 @@ func (m *Manager) execSpec(u *Unit, ec *unitfile.ExecContext, cmd unitfile.Comma
 			spec.CapabilityBoundingSet = caps
 		}
 	}
-	var err error
 	if spec.Stdin, err = stdioOf(ec.StandardInput, true); err != nil {
 		return nil, err
 	}
@@ -336,30 +341,20 @@ func procSession(pid int) (sid int, state byte, ok bool) {
 	if err != nil {
 		return 0, 0, false
 	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return 0, 0, false
-	}
-	f := strings.Fields(s[i+2:])
-	// state ppid pgrp session
-	if len(f) < 4 {
-		return 0, 0, false
-	}
-	sid, err = strconv.Atoi(f[3])
+	st, err := procfs.ParseStat(data)
 	if err != nil {
 		return 0, 0, false
 	}
-	return sid, f[0][0], true
+	return st.Session, st.State, true
 }
 
 // procCommand is a process's command line for listings.
 func procCommand(pid int) string {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	if err != nil || len(data) == 0 {
+	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(strings.ReplaceAll(string(data), "\x00", " "))
+	return procfs.Cmdline(data)
 }
 
 // setupCgroups decides whether units get cgroups: the tree given in the

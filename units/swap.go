@@ -33,7 +33,11 @@ const (
 )
 
 type swap struct {
-	u      *Unit
+	u *Unit
+	// cgroup is the unit's group (relative to the manager's tree) from
+	// its start until it goes down, as systemd gives swaps one; Vigil
+	// calls swapon(2) itself, so no process runs in it.
+	cgroup string
 	op     int
 	timer  observer.TimerID
 	result string
@@ -145,6 +149,9 @@ func (sw *swap) Start() error {
 	sw.cancelOp()
 	sw.result, sw.reason = "success", ""
 	op := sw.op
+	if sw.cgroup == "" {
+		sw.cgroup = u.m.commandCgroup(u)
+	}
 	u.SetState(StateActivating, "activating")
 	sw.arm(func() {
 		sw.fail("timeout", fmt.Sprintf("swapon %s timed out after %v", s.What, s.Timeout))
@@ -240,7 +247,15 @@ func (sw *swap) ResetFailed() {
 }
 func (sw *swap) Reconfigure()                {}
 func (sw *swap) FailureReason() string       { return sw.reason }
-func (sw *swap) Describe(st *api.UnitStatus) {}
+func (sw *swap) Describe(st *api.UnitStatus) { describeCommandCgroup(sw.u.m, sw.cgroup, st) }
+
+// releaseCgroupWhenDown removes the unit's group once it is down
+// (unitWentDown).
+func (sw *swap) releaseCgroupWhenDown() {
+	if sw.cgroup != "" && sw.u.m.releaseUnitCgroup(sw.u, sw.cgroup) {
+		sw.cgroup = ""
+	}
+}
 func (sw *swap) Properties() []api.Property {
 	s := sw.section()
 	prio := "-1"

@@ -50,11 +50,11 @@ func TestMonotonicTimerFiresAndRepeats(t *testing.T) {
 	if runs(h, "once") != 0 {
 		t.Fatal("the timer fired before on-active")
 	}
-	waitRuns(t, h, "tick", 3, 5*time.Second)
+	waitRuns(t, h, "tick", 3, 30*time.Second)
 	if took := time.Since(begin); took < 800*time.Millisecond {
 		t.Errorf("three runs after %v: on-unit-active = 300ms was not honoured", took)
 	}
-	waitRuns(t, h, "once", 1, 5*time.Second)
+	waitRuns(t, h, "once", 1, 30*time.Second)
 	time.Sleep(400 * time.Millisecond)
 	if n := runs(h, "once"); n != 1 {
 		t.Errorf("a one-shot timer ran its unit %d times", n)
@@ -75,7 +75,7 @@ func TestCalendarTimerAndListing(t *testing.T) {
 		"bad.timer":   "[timer]\non-calendar = \"*-*-* 25:00\"\nunit = \"sec.service\"\n",
 	})
 	h.start("sec.timer")
-	waitRuns(t, h, "sec", 2, 6*time.Second)
+	waitRuns(t, h, "sec", 2, 30*time.Second)
 	if got := h.prop("sec.timer", "TimersCalendar"); got != "*-*-* *:*:*" {
 		t.Errorf("normalized calendar %q", got)
 	}
@@ -112,7 +112,7 @@ func TestPersistentTimerCatchesUpOnce(t *testing.T) {
 	past := time.Now().Add(-2 * time.Hour)
 	os.Chtimes(stamp, past, past)
 	h.start("late.timer")
-	waitRuns(t, h, "late", 1, 5*time.Second)
+	waitRuns(t, h, "late", 1, 30*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	if n := runs(h, "late"); n != 1 {
 		t.Errorf("caught up %d times, want once", n)
@@ -133,5 +133,5 @@ func TestClockChangeTriggers(t *testing.T) {
 	if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
 		t.Skipf("cannot set the clock: %v", err)
 	}
-	waitRuns(t, h, "clk", 1, 5*time.Second)
+	waitRuns(t, h, "clk", 1, 30*time.Second)
 }

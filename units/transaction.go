@@ -70,6 +70,7 @@ func (m *Manager) Enqueue(name, typ, mode string) (*Job, error) {
 	if mode == api.ModeIsolate {
 		tx.addIsolateStops()
 	}
+	tx.dropRedundant()
 	if err := tx.breakCycles(); err != nil {
 		return nil, err
 	}
@@ -201,6 +202,127 @@ func (tx *transaction) addIsolateStops() {
 		}
 		tx.add(u, api.JobStop, false, tx.anchor)
 	}
+}
+
+// dropRedundant removes the planned jobs that would change nothing, as
+// systemd's transaction_drop_redundant does: a start or verify-active of a
+// unit that is active (or reloading), a stop of one that is inactive or
+// failed. Installed, such a job is dispatched and finished at once without
+// touching its unit, yet it costs a JobNew and a JobRemoved signal and a
+// place in the ordering: every `systemctl start` of a service planned one
+// for sysinit.target, its targets and slices, and stops for the shutdown
+// and emergency units they conflict with. The anchor stays (its caller
+// waits for its result), and so does a job on a unit that has a job of
+// its own, which the planned one would merge with or replace.
+//
+// Unlike systemd, a redundant job that links two waits also stays: when a
+// job that does something waits for it and it waits for another that does
+// something (or for a job already queued), it carries that order. A start
+// of B that conflicts with a running A, both after basic.target, waits
+// for A's stop only through basic.target's job; dropping that job would
+// start B beside a still running A.
+func (tx *transaction) dropRedundant() {
+	redundant := map[*txJob]bool{}
+	for u, j := range tx.jobs {
+		if j != tx.anchor && u.job == nil && redundantJob(j.typ, u.active) {
+			redundant[j] = true
+		}
+	}
+	if len(redundant) == 0 {
+		return
+	}
+	// The "waits for" edges among planned jobs, and which planned jobs
+	// wait for a job already queued.
+	waitsFor := map[*txJob][]*txJob{}
+	waitedBy := map[*txJob][]*txJob{}
+	waitsQueued := map[*txJob]bool{}
+	for _, j := range tx.jobs {
+		for _, k := range [...]DepKind{After, Before} {
+			for name := range j.unit.deps[k] {
+				o := tx.m.units[name]
+				if o == nil || o == j.unit {
+					continue
+				}
+				if oj := tx.jobs[o]; oj != nil {
+					if txMayWait(j.unit, j.typ, o, oj.typ, "") {
+						waitsFor[j] = append(waitsFor[j], oj)
+						waitedBy[oj] = append(waitedBy[oj], j)
+					}
+				} else if o.job != nil && txMayWait(j.unit, j.typ, o, o.job.Type, o.job.phase) {
+					waitsQueued[j] = true
+				}
+			}
+		}
+	}
+	// fromUseful: reached by following waits from a job that stays;
+	// toUseful: leads by waits to such a job or to a queued one.
+	walk := func(seeds []*txJob, next map[*txJob][]*txJob) map[*txJob]bool {
+		seen := map[*txJob]bool{}
+		for len(seeds) > 0 {
+			j := seeds[len(seeds)-1]
+			seeds = seeds[:len(seeds)-1]
+			for _, n := range next[j] {
+				if !seen[n] {
+					seen[n] = true
+					seeds = append(seeds, n)
+				}
+			}
+		}
+		return seen
+	}
+	var useful, toSeeds []*txJob
+	for _, j := range tx.jobs {
+		if !redundant[j] {
+			useful = append(useful, j)
+			toSeeds = append(toSeeds, j)
+		} else if waitsQueued[j] {
+			toSeeds = append(toSeeds, j)
+		}
+	}
+	fromUseful := walk(useful, waitsFor)
+	toUseful := walk(toSeeds, waitedBy)
+	for j := range redundant {
+		if fromUseful[j] && (toUseful[j] || waitsQueued[j]) {
+			continue
+		}
+		delete(tx.jobs, j.unit)
+	}
+}
+
+// txMayWait reports whether a job of type ta on ua may have to wait for
+// one of type tb on ub (in phase phaseB): a restart is taken both as the
+// stop it begins with and as the start it ends with.
+func txMayWait(ua *Unit, ta string, ub *Unit, tb, phaseB string) bool {
+	for _, pa := range restartPhases(ta) {
+		for _, pb := range restartPhases(tb) {
+			if phaseB != "" {
+				pb = phaseB
+			}
+			if ordered(ua, ta, pa, ub, tb, pb) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func restartPhases(typ string) []string {
+	if typ == api.JobRestart || typ == api.JobTryRestart {
+		return []string{api.JobStop, api.JobStart}
+	}
+	return []string{""}
+}
+
+// redundantJob reports whether a job of type typ has nothing to do on a
+// unit in state st (systemd's job_type_is_redundant; restart never is).
+func redundantJob(typ string, st ActiveState) bool {
+	switch typ {
+	case api.JobStart, api.JobVerifyActive:
+		return st.IsActiveOrReloading()
+	case api.JobStop:
+		return st.IsInactiveOrFailed()
+	}
+	return false
 }
 
 // breakCycles finds ordering cycles among the planned jobs and drops a

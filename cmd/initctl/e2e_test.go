@@ -1529,7 +1529,7 @@ func TestStopKillsWholeUnitE2E(t *testing.T) {
 		"family.service": `
 [service]
 exec-start = ["/bin/sh", "-c", "sleep 1000 & echo child $!; wait"]
-timeout-stop = "2s"
+timeout-stop = "30s"
 `,
 	})
 	v.expect(0, "start", "family.service")
@@ -1548,7 +1548,9 @@ timeout-stop = "2s"
 		syscall.Kill(child, syscall.SIGKILL)
 		t.Fatalf("child %d survived stop (took %v): only the main process was signalled", child, took)
 	}
-	if took >= 2*time.Second {
+	// Only the final kill at the end of timeout-stop takes that long; a
+	// loaded machine may well take seconds to run initctl and signal.
+	if took >= 30*time.Second {
 		t.Errorf("stop took %v, its whole timeout: the child was not signalled with the main process", took)
 	}
 }

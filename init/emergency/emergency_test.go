@@ -93,7 +93,7 @@ func TestShellOnPtyIsForegroundSessionLeader(t *testing.T) {
 	if err := Shell(slave, "the default target failed:\nunit broken.service", forkExecWait(&pid)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "starting /bin/sh") && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

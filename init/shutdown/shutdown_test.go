@@ -134,7 +134,7 @@ func helperKillAll() int {
 	spawn("sleep")
 	spawn("sleep")
 	stopped := spawn("sleep")
-	spawn("ignore-term")
+	ignorer := spawn("ignore-term")
 	rep.Excepted = spawn("sleep")
 	// An orphan: sh exits at once, leaving its background sleep to PID 1.
 	sh := exec.Command("/bin/sh", "-c", "sleep 1000 </dev/null >/dev/null 2>&1 & echo $!")
@@ -151,11 +151,21 @@ func helperKillAll() int {
 
 	term, _ := KillAll(unix.SIGTERM, except)
 	rep.TermSignal = pids(term)
+	// A loaded machine may take long to end the others and to reap them
+	// (KillAll signals zombies too, as a zombie leader may still have live
+	// threads): wait for that state first, so that the timed wait below
+	// has only the process ignoring SIGTERM left to time out on.
+	WaitForProcesses(60*time.Second, append([]int{ignorer}, except...), nil)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if left, _ := Processes(append([]int{ignorer}, except...)); len(left) == 0 {
+			break
+		}
+	}
 	rest := WaitForProcesses(time.Second, except, func([]Proc) { rep.Progress++ })
 	rep.AfterTerm = pids(rest)
 	killed, _ := KillAll(unix.SIGKILL, except)
 	rep.KillSignal = pids(killed)
-	rep.AfterKill = pids(WaitForProcesses(5*time.Second, except, nil))
+	rep.AfterKill = pids(WaitForProcesses(60*time.Second, except, nil))
 	rep.ExceptedLive = unix.Kill(rep.Excepted, 0) == nil
 	_ = json.NewEncoder(os.Stdout).Encode(rep)
 	return 0

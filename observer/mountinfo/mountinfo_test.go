@@ -113,20 +113,7 @@ func FuzzParse(f *testing.F) {
 
 func startWatcher(t *testing.T, opts Options) (*Watcher, chan *observer.Event) {
 	t.Helper()
-	loop := observer.New(observer.Options{})
-	got := make(chan *observer.Event, 1024)
-	if _, err := loop.Register(observer.Observer{Guest: "test", Filter: observer.Filter{Terms: []observer.Term{{Key: "source", Op: observer.OpEq, Values: []string{SourceName}}}},
-		Notify: func(ev *observer.Event) { got <- ev }}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Watch(loop, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { loop.Run(ctx); close(done) }()
-	t.Cleanup(func() { w.Close(); cancel(); <-done })
+	w, got, _ := startWatcherWithLoop(t, opts)
 	return w, got
 }
 

@@ -69,6 +69,10 @@ type Watcher struct {
 	stats Stats
 	// table is the last table read; owned by the run goroutine.
 	table []Mount
+	// now is the loop's clock. Every event is stamped (Event.Mono) with
+	// the time its table was read, not when the loop got it, so a guest
+	// can tell a change read before something it did from one after.
+	now func() time.Duration
 }
 
 // Watch opens the mount table, posts its present mounts (unless
@@ -84,7 +88,7 @@ func Watch(loop *observer.Loop, opts Options) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mountinfo: open %s: %w", opts.Path, err)
 	}
-	w := &Watcher{source: loop.NewSource(opts.SourceName, queueLimit), opts: opts, fd: fd, done: make(chan struct{})}
+	w := &Watcher{source: loop.NewSource(opts.SourceName, queueLimit), opts: opts, fd: fd, done: make(chan struct{}), now: loop.Now}
 	if err := unix.Pipe2(w.stop[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("mountinfo: pipe: %w", err)
@@ -93,6 +97,7 @@ func Watch(loop *observer.Loop, opts Options) (*Watcher, error) {
 		opts.Under = path.Clean(opts.Under)
 		w.opts.Under = opts.Under
 	}
+	readAt := w.now()
 	table, err := w.read()
 	if err != nil {
 		w.closeFDs()
@@ -102,6 +107,7 @@ func Watch(loop *observer.Loop, opts Options) (*Watcher, error) {
 	if !opts.NoInitial {
 		for _, m := range table {
 			ev := event(KindMount, m)
+			ev.Mono = readAt
 			ev.Attrs["initial"] = "1"
 			if !w.source.Post(ev) {
 				w.lose()
@@ -219,6 +225,7 @@ func (w *Watcher) run() error {
 			continue
 		}
 		readNow = false
+		readAt := w.now()
 		table, err := w.read()
 		if err != nil {
 			// A half-read table would look like mass unmounts: keep the
@@ -231,13 +238,15 @@ func (w *Watcher) run() error {
 		w.table = table
 		w.mu.Unlock()
 		if needResync {
-			if w.source.Post(observer.Event{Kind: KindResync, Payload: append([]Mount(nil), table...), Attrs: map[string]string{"mounts": strconv.Itoa(len(table))}}) {
+			if w.source.Post(observer.Event{Kind: KindResync, Mono: readAt, Payload: append([]Mount(nil), table...), Attrs: map[string]string{"mounts": strconv.Itoa(len(table))}}) {
 				needResync = false
 			}
 			continue
 		}
 		for _, c := range Diff(old, table) {
-			if !w.source.Post(event(c.Kind, c.Mount)) {
+			ev := event(c.Kind, c.Mount)
+			ev.Mono = readAt
+			if !w.source.Post(ev) {
 				w.lose()
 				needResync = true
 				break

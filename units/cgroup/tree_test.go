@@ -123,7 +123,7 @@ func TestBornInGroupAndKilledWithDetachedDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pids []int
-	for i := 0; i < 100 && len(pids) < 3; i++ {
+	for deadline := time.Now().Add(30 * time.Second); len(pids) < 3 && time.Now().Before(deadline); {
 		pids, _ = tree.Procs(rel)
 		time.Sleep(10 * time.Millisecond)
 	}

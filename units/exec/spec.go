@@ -2,8 +2,8 @@ package exec
 
 import (
 	"os"
-	"strconv"
-	"strings"
+
+	"vigil/units/procfs"
 )
 
 // Spec says how to start one process. The zero value of every optional field
@@ -212,11 +212,6 @@ func umaskIs(mask uint32) bool {
 	if err != nil {
 		return false
 	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-			cur, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
-			return err == nil && uint32(cur) == mask
-		}
-	}
-	return false
+	cur, err := procfs.Umask(b)
+	return err == nil && cur == mask
 }

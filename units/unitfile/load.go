@@ -117,7 +117,7 @@ func (c *catalog) readAhead(paths []string, cache *FileCache) {
 
 func readCatalog(paths Paths, ctx *Context) *catalog {
 	c := &catalog{
-		paths: paths, schema: newSchema(), ctx: ctx,
+		paths: paths, schema: unitSchema(), ctx: ctx,
 		entries:    map[string]*unitEntry{},
 		dropinDirs: map[string][]dirRef{},
 		depDirs:    map[string][]dirRef{},
@@ -537,7 +537,7 @@ func ScanCached(paths Paths, ctx Context, cache *FileCache) (map[string]*Unit, [
 // A file in a directory named NAME.d is checked as a drop-in of NAME
 // (without the checks that need the whole unit).
 func Check(ctx Context, files ...string) ([]*Unit, []Problem) {
-	s := newSchema()
+	s := unitSchema()
 	var units []*Unit
 	var problems []Problem
 	for _, file := range files {

@@ -146,7 +146,30 @@ type ExecContext struct {
 	AmbientCapabilities   Capabilities `key:"ambient-capabilities"`
 	IgnoreSIGPIPE         bool         `key:"ignore-sigpipe"` // default true
 	PrivateTmp            bool         `key:"private-tmp"`
+
+	// The unit's own directories, relative to /run, /var/lib, /var/cache,
+	// /var/log and /etc: made (owned by user) before the unit starts,
+	// passed as $RUNTIME_DIRECTORY and friends, removed by clean (the
+	// runtime ones also when the unit stops; see units/execdirs.go).
+	RuntimeDirectory           []string        `key:"runtime-directory" opt:"split" check:"rel-path"`
+	StateDirectory             []string        `key:"state-directory" opt:"split" check:"rel-path"`
+	CacheDirectory             []string        `key:"cache-directory" opt:"split" check:"rel-path"`
+	LogsDirectory              []string        `key:"logs-directory" opt:"split" check:"rel-path"`
+	ConfigurationDirectory     []string        `key:"configuration-directory" opt:"split" check:"rel-path"`
+	RuntimeDirectoryMode       Mode            `key:"runtime-directory-mode"`       // default 0755
+	StateDirectoryMode         Mode            `key:"state-directory-mode"`         // default 0755
+	CacheDirectoryMode         Mode            `key:"cache-directory-mode"`         // default 0755
+	LogsDirectoryMode          Mode            `key:"logs-directory-mode"`          // default 0755
+	ConfigurationDirectoryMode Mode            `key:"configuration-directory-mode"` // default 0755
+	RuntimeDirectoryPreserve   DirPreserveMode `key:"runtime-directory-preserve"`   // default no
 }
+
+// DirPreserveMode is runtime-directory-preserve: whether a stopped unit's
+// runtime directories stay (yes), stay across a restart only (restart),
+// or go (no).
+type DirPreserveMode string
+
+func (DirPreserveMode) enumValues() []string { return []string{"no", "yes", "restart"} }
 
 // KillContext holds how processes are stopped, shared like ExecContext.
 type KillContext struct {
@@ -479,6 +502,9 @@ func (c *ExecContext) setDefaults() {
 	c.StandardOutput = StdIO{Kind: StdIOLog}
 	c.StandardError = StdIO{Kind: StdIOInherit}
 	c.IgnoreSIGPIPE = true
+	c.RuntimeDirectoryMode, c.StateDirectoryMode, c.CacheDirectoryMode = 0o755, 0o755, 0o755
+	c.LogsDirectoryMode, c.ConfigurationDirectoryMode = 0o755, 0o755
+	c.RuntimeDirectoryPreserve = "no"
 }
 
 func (c *KillContext) setDefaults() {

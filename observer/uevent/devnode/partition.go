@@ -59,7 +59,13 @@ func ProbePartition(sysRoot, devRoot, devnode, devpath string, env map[string]st
 	if err != nil {
 		size = 0
 	}
-	t, err := parttable.Read(f, size)
+	// The table counts in the disk's logical sectors (4096 bytes on some
+	// disks); without sysfs's word on it, parttable guesses.
+	sectorSize, err := parttable.LogicalSectorSize(filepath.Join(sysRoot, path.Dir(path.Clean("/"+devpath))))
+	if err != nil {
+		sectorSize = 0
+	}
+	t, err := parttable.ReadSectors(f, size, sectorSize)
 	if errors.Is(err, parttable.ErrNoTable) {
 		return nil, nil
 	}

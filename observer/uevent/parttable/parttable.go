@@ -8,6 +8,12 @@
 // numbers it gives partitions are the kernel's (PARTN in the uevent): a
 // GPT entry's slot plus one; MBR primaries 1-4 by slot, logicals from 5 in
 // the order of their chain.
+//
+// Offsets count in the disk's logical sectors (512 or 4096 bytes), which
+// the kernel publishes in sysfs (queue/logical_block_size): ReadSectors
+// takes that size, as the kernel and libblkid do; Read guesses. What it
+// reports (PARTUUID, PARTLABEL, numbers, types) is checked against
+// sfdisk, sgdisk, partx and blkid -p in realtools_test.go.
 package parttable
 
 import (
@@ -18,6 +24,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 )
@@ -72,23 +81,60 @@ const (
 	// 128 bytes are 16 KiB).
 	maxGPTArray = 1 << 20
 	maxLogicals = 256
+	// maxSectorSize is the largest logical sector size accepted (the
+	// kernel's block layer allows up to 64 KiB with large block sizes).
+	maxSectorSize = 64 << 10
 )
 
-// Read reads the partition table of the disk r. size is the disk's size
-// in bytes (0 when unknown: the backup GPT header at the end of the disk
-// is then not tried). A disk without a table gives ErrNoTable; a failing
-// read gives that error.
+// Read reads the partition table of the disk r without knowing its
+// logical sector size: a GPT is looked for with 512- and then 4096-byte
+// sectors, an MBR with 512-byte ones. size is the disk's size in bytes (0
+// when unknown: the backup GPT header at the end of the disk is then not
+// tried). A disk without a table gives ErrNoTable; a failing read gives
+// that error. Use ReadSectors when the sector size is known.
 func Read(r io.ReaderAt, size int64) (Table, error) {
-	for _, ss := range []int{512, 4096} {
-		t, ok, err := readGPT(r, size, ss)
-		if err != nil {
-			return Table{}, err
+	return ReadSectors(r, size, 0)
+}
+
+// ReadSectors reads the partition table of the disk r whose logical
+// sector size is sectorSize bytes (LogicalSectorSize reads the kernel's):
+// the table is looked for with that size only, as the kernel and libblkid
+// do. It matters for MBR, whose entries and chain of extended boot
+// records count in logical sectors: on a 4096-byte-sector disk, reading
+// them as 512-byte sectors finds the primaries' numbers but loses every
+// logical partition. sectorSize 0 guesses as Read does.
+func ReadSectors(r io.ReaderAt, size int64, sectorSize int) (Table, error) {
+	sizes := []int{512, 4096}
+	mbrSize := 512
+	if sectorSize != 0 {
+		if sectorSize < 512 || sectorSize > maxSectorSize || sectorSize&(sectorSize-1) != 0 {
+			return Table{}, fmt.Errorf("sector size %d: want a power of two from 512 to %d", sectorSize, maxSectorSize)
 		}
-		if ok {
-			return t, nil
-		}
+		sizes, mbrSize = []int{sectorSize}, sectorSize
 	}
-	t, ok, err := readMBR(r)
+	mbr, err := readAt(r, 0, 512)
+	if err != nil {
+		return Table{}, err
+	}
+	if mbr == nil || mbr[510] != 0x55 || mbr[511] != 0xAA {
+		return Table{}, ErrNoTable
+	}
+	// The kernel and libblkid look for a GPT only behind a protective
+	// (or hybrid) MBR: a disk relabelled as MBR by a tool that left the
+	// old GPT headers in place is an MBR disk.
+	if hasProtectiveEntry(mbr) {
+		for _, ss := range sizes {
+			t, ok, err := readGPT(r, size, ss)
+			if err != nil {
+				return Table{}, err
+			}
+			if ok {
+				return t, nil
+			}
+		}
+		return Table{}, ErrNoTable // a protective MBR whose GPT is broken
+	}
+	t, ok, err := readMBR(r, mbr, mbrSize)
 	if err != nil {
 		return Table{}, err
 	}
@@ -96,6 +142,32 @@ func Read(r io.ReaderAt, size int64) (Table, error) {
 		return t, nil
 	}
 	return Table{}, ErrNoTable
+}
+
+// LogicalSectorSize gives the logical sector size of the disk whose sysfs
+// directory is diskDir (/sys/block/vda, or the disk's devices/... path):
+// its queue/logical_block_size, the unit of its partition table.
+func LogicalSectorSize(diskDir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(diskDir, "queue", "logical_block_size"))
+	if err != nil {
+		return 0, fmt.Errorf("logical sector size: %w", err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 512 || n > maxSectorSize || n&(n-1) != 0 {
+		return 0, fmt.Errorf("logical sector size: %s/queue/logical_block_size holds %q", diskDir, strings.TrimSpace(string(b)))
+	}
+	return n, nil
+}
+
+// hasProtectiveEntry reports whether an MBR holds a GPT protective entry
+// (type 0xEE), as libblkid's is_pmbr_valid checks.
+func hasProtectiveEntry(mbr []byte) bool {
+	for _, e := range mbrEntries(mbr) {
+		if e.typ == 0xee {
+			return true
+		}
+	}
+	return false
 }
 
 // readAt reads n bytes at off; a disk too small gives nil and no error.
@@ -229,7 +301,8 @@ func readGPT(r io.ReaderAt, size int64, sectorSize int) (Table, bool, error) {
 	return Table{}, false, nil
 }
 
-// decodeName decodes a GPT name: UTF-16LE up to the first NUL.
+// decodeName decodes a GPT name: UTF-16LE up to the first NUL, without
+// trailing white space (libblkid trims it, so udev's PARTLABEL has none).
 func decodeName(b []byte) string {
 	u := make([]uint16, 0, len(b)/2)
 	for i := 0; i+1 < len(b); i += 2 {
@@ -239,7 +312,7 @@ func decodeName(b []byte) string {
 		}
 		u = append(u, c)
 	}
-	return string(utf16.Decode(u))
+	return strings.TrimRight(string(utf16.Decode(u)), " \t\n\v\f\r")
 }
 
 // isExtended reports whether an MBR type byte is an extended partition.
@@ -260,14 +333,10 @@ func mbrEntries(sector []byte) [4]mbrEntry {
 	return es
 }
 
-func readMBR(r io.ReaderAt) (Table, bool, error) {
-	b, err := readAt(r, 0, 512)
-	if b == nil {
-		return Table{}, false, err
-	}
-	if b[510] != 0x55 || b[511] != 0xAA {
-		return Table{}, false, nil
-	}
+// readMBR reads the MBR in b (the first 512 bytes of the disk, with its
+// 0x55AA signature) and its chain of logical partitions, all counted in
+// sectorSize-byte sectors.
+func readMBR(r io.ReaderAt, b []byte, sectorSize int) (Table, bool, error) {
 	es := mbrEntries(b)
 	used := false
 	for _, e := range es {
@@ -276,10 +345,7 @@ func readMBR(r io.ReaderAt) (Table, bool, error) {
 		if e.boot != 0 && e.boot != 0x80 {
 			return Table{}, false, nil
 		}
-		if e.typ == 0xee {
-			return Table{}, false, nil // a protective MBR whose GPT is broken
-		}
-		if e.typ != 0 && e.length != 0 {
+		if e.length != 0 {
 			used = true
 		}
 	}
@@ -291,66 +357,86 @@ func readMBR(r io.ReaderAt) (Table, bool, error) {
 	if (b[0] == 0xEB || b[0] == 0xE9) && bytes.Contains(b[0x36:0x5A], []byte("FAT")) {
 		return Table{}, false, nil
 	}
+	// A zero disk signature gives no PTUUID and no PARTUUIDs, as with
+	// libblkid (and so udev makes no by-partuuid link).
 	sig := binary.LittleEndian.Uint32(b[440:])
-	t := Table{Type: "dos", UUID: fmt.Sprintf("%08x", sig), SectorSize: 512}
-	part := func(n int, typ byte, start, length uint64) {
-		t.Partitions = append(t.Partitions, Partition{Number: n, Start: start, Sectors: length,
-			Type: fmt.Sprintf("0x%x", typ), UUID: fmt.Sprintf("%08x-%02x", sig, n)})
+	t := Table{Type: "dos", SectorSize: sectorSize}
+	if sig != 0 {
+		t.UUID = fmt.Sprintf("%08x", sig)
 	}
-	var ext *mbrEntry
+	part := func(n int, typ byte, start, length uint64) {
+		p := Partition{Number: n, Start: start, Sectors: length, Type: fmt.Sprintf("0x%x", typ)}
+		if sig != 0 {
+			p.UUID = fmt.Sprintf("%08x-%02x", sig, n)
+		}
+		t.Partitions = append(t.Partitions, p)
+	}
+	// Primaries are numbered by slot; an entry counts when its size is
+	// not zero, whatever its type (the kernel's and libblkid's rule).
 	for i, e := range es {
-		if e.typ == 0 || e.length == 0 {
+		if e.length != 0 {
+			part(i+1, e.typ, uint64(e.start), uint64(e.length))
+		}
+	}
+	// Logicals are numbered from 5 on, through every extended primary in
+	// slot order.
+	next := 5
+	for _, e := range es {
+		if e.length == 0 || !isExtended(e.typ) || e.start == 0 {
 			continue
 		}
-		part(i+1, e.typ, uint64(e.start), uint64(e.length))
-		if isExtended(e.typ) && ext == nil {
-			ext = &es[i]
-		}
-	}
-	if ext != nil {
-		if err := readLogicals(r, uint64(ext.start), part); err != nil {
+		var err error
+		if next, err = readLogicals(r, uint64(e.start), uint64(e.length), sectorSize, next, part); err != nil {
 			return Table{}, false, err
 		}
 	}
 	return t, true, nil
 }
 
-// readLogicals walks the chain of extended boot records from the extended
-// partition at base; each record describes one logical partition
-// (relative to the record) and the next record (relative to base).
-func readLogicals(r io.ReaderAt, base uint64, part func(int, byte, uint64, uint64)) error {
-	n := 5
+// readLogicals walks the chain of extended boot records of the extended
+// partition at base (size sectors long); each record describes its
+// logical partitions (relative to the record) and the next record
+// (relative to base). It numbers the logicals from n on and returns the
+// next free number. It follows libblkid's parse_dos_extended: entries 3
+// and 4 count only when they lie inside the extended partition, and the
+// link is the first extended entry with a size and a start.
+func readLogicals(r io.ReaderAt, base, size uint64, sectorSize, n int, part func(int, byte, uint64, uint64)) (int, error) {
 	seen := map[uint64]bool{}
-	for ebr := base; len(seen) < maxLogicals; {
+	for ebr, ebrSize := base, size; len(seen) < maxLogicals; {
 		if seen[ebr] || ebr > 1<<40 {
-			return nil
+			return n, nil
 		}
 		seen[ebr] = true
-		b, err := readAt(r, int64(ebr)*512, 512)
+		b, err := readAt(r, int64(ebr)*int64(sectorSize), 512)
 		if b == nil {
-			return err
+			return n, err
 		}
 		if b[510] != 0x55 || b[511] != 0xAA {
-			return nil
+			return n, nil
 		}
 		es := mbrEntries(b)
-		next := uint64(0)
-		for _, e := range es {
-			switch {
-			case e.typ == 0 || e.length == 0:
-			case isExtended(e.typ):
-				if next == 0 {
-					next = base + uint64(e.start)
-				}
-			default:
-				part(n, e.typ, ebr+uint64(e.start), uint64(e.length))
-				n++
+		for i, e := range es {
+			if e.length == 0 || isExtended(e.typ) {
+				continue
+			}
+			start, length := ebr+uint64(e.start), uint64(e.length)
+			if i >= 2 && (uint64(e.start)+length > ebrSize || start < base || start+length > base+size) {
+				continue // garbage in the 3rd and 4th entries
+			}
+			part(n, e.typ, start, length)
+			n++
+		}
+		link := -1
+		for i, e := range es {
+			if e.length != 0 && isExtended(e.typ) && e.start != 0 {
+				link = i
+				break
 			}
 		}
-		if next == 0 {
-			return nil
+		if link < 0 {
+			return n, nil
 		}
-		ebr = next
+		ebr, ebrSize = base+uint64(es[link].start), uint64(es[link].length)
 	}
-	return nil
+	return n, nil
 }

@@ -255,12 +255,74 @@ func itoa(n uint64) string {
 	}
 }
 
+// TestReadSectorsMBR4K: on a disk of 4096-byte sectors the chain of
+// extended boot records is found only with the disk's sector size.
+func TestReadSectorsMBR4K(t *testing.T) {
+	d := make(memDisk, 16<<20)
+	le := binary.LittleEndian
+	entry := func(sector []byte, i int, typ byte, start, length uint32) {
+		e := sector[446+16*i:]
+		e[4] = typ
+		le.PutUint32(e[8:], start)
+		le.PutUint32(e[12:], length)
+		sector[510], sector[511] = 0x55, 0xaa
+	}
+	le.PutUint32(d[440:], 0xcafe0001)
+	entry(d[0:], 0, 0x83, 256, 256)
+	entry(d[0:], 1, 0x0f, 512, 1024)
+	entry(d[512*4096:], 0, 0x83, 8, 100)   // logical 5 at 520
+	entry(d[512*4096:], 1, 0x05, 256, 256) // next EBR at 768
+	entry(d[768*4096:], 0, 0x07, 8, 100)   // logical 6 at 776
+	tab, err := ReadSectors(d, int64(len(d)), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range tab.Partitions {
+		got = append(got, p.UUID+"@"+itoa(p.Start))
+	}
+	if want := "cafe0001-01@256 cafe0001-02@512 cafe0001-05@520 cafe0001-06@776"; strings.Join(got, " ") != want || tab.SectorSize != 4096 {
+		t.Fatalf("partitions %v (sector size %d), want %s", got, tab.SectorSize, want)
+	}
+	// Guessing 512-byte sectors loses the logicals.
+	if guessed, err := Read(d, int64(len(d))); err != nil || len(guessed.Partitions) != 2 {
+		t.Fatalf("Read = %+v, %v", guessed, err)
+	}
+	for _, bad := range []int{-1, 100, 513, 1 << 20} {
+		if _, err := ReadSectors(d, int64(len(d)), bad); err == nil || errors.Is(err, ErrNoTable) {
+			t.Errorf("sector size %d: err = %v", bad, err)
+		}
+	}
+}
+
+func TestLogicalSectorSize(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LogicalSectorSize(dir); err == nil {
+		t.Fatal("no queue directory: no error")
+	}
+	if err := os.Mkdir(filepath.Join(dir, "queue"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for content, want := range map[string]int{"4096\n": 4096, "512": 512, "0\n": 0, "abc": 0, "1000\n": 0} {
+		if err := os.WriteFile(filepath.Join(dir, "queue", "logical_block_size"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n, err := LogicalSectorSize(dir)
+		if n != want || (err != nil) != (want == 0) {
+			t.Errorf("%q: %d, %v; want %d", content, n, err, want)
+		}
+	}
+}
+
 func FuzzRead(f *testing.F) {
 	f.Add([]byte(gptDisk(f, 4<<20)[:34*512]))
 	f.Add([]byte(mbrDisk()[:64<<10]))
 	f.Add([]byte(fatBootSector()[:512]))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The same bytes as a disk of 4096-byte sectors must not panic
+		// either.
+		_, _ = ReadSectors(memDisk(data), int64(len(data)), 4096)
 		tab, err := Read(memDisk(data), int64(len(data)))
 		if err != nil {
 			if !errors.Is(err, ErrNoTable) && !strings.Contains(err.Error(), "read") {
