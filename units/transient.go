@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"vigil/units/api"
+	"vigil/units/procfs"
 	"vigil/units/unitfile"
 )
 
@@ -234,17 +235,11 @@ func managerStamp() string {
 	if err != nil {
 		return ""
 	}
-	text := string(stat)
-	i := strings.LastIndexByte(text, ')')
-	if i < 0 {
+	st, err := procfs.ParseStat(stat)
+	if err != nil || !st.HasStartTime {
 		return ""
 	}
-	f := strings.Fields(text[i+1:])
-	if len(f) < 20 {
-		return ""
-	}
-	// f[19] is field 22 of stat(5), starttime.
-	return fmt.Sprintf("%s %d %s\n", strings.TrimSpace(string(boot)), os.Getpid(), f[19])
+	return fmt.Sprintf("%s %d %d\n", strings.TrimSpace(string(boot)), os.Getpid(), st.StartTime)
 }
 
 // collectModeLine marks a transient file's collect mode, so that a
