@@ -317,3 +317,32 @@ func TestExecDirectoryInTheWayFailsOnlyThatUnit(t *testing.T) {
 		t.Errorf("the other unit: %s (%s)", res, why)
 	}
 }
+
+// TestRuntimeDirectoryPreserveRestart: with runtime-directory-preserve =
+// "restart" the runtime directory (and what the unit left in it) survives
+// a restart job, and goes with a stop.
+func TestRuntimeDirectoryPreserveRestart(t *testing.T) {
+	h, roots := execDirHarness(t, map[string]string{
+		"r.service": `[service]
+type = "oneshot"
+remain-after-exit = true
+runtime-directory = "r"
+runtime-directory-preserve = "restart"
+exec-start = ["/bin/sh", "-c", "echo x >> \"$RUNTIME_DIRECTORY/runs\""]
+`,
+	})
+	runs := filepath.Join(roots.Runtime, "r", "runs")
+	if r, why := h.start("r.service"); r != api.ResultDone {
+		t.Fatalf("start: %s %s", r, why)
+	}
+	if r, why := h.job("r.service", api.JobRestart, api.ModeReplace); r != api.ResultDone {
+		t.Fatalf("restart: %s %s", r, why)
+	}
+	if got := readFile(t, runs); got != "x\nx\n" {
+		t.Errorf("after a restart the runtime directory holds %q, want both runs", got)
+	}
+	h.stop("r.service")
+	if exists(filepath.Join(roots.Runtime, "r")) {
+		t.Errorf("runtime-directory-preserve = restart: the directory outlived a stop")
+	}
+}

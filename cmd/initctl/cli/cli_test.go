@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,8 +279,8 @@ func TestLogs(t *testing.T) {
 	// -f streams until interrupted; Ctrl-C is a normal end, and the
 	// manager sees the client leave.
 	ctx, cancel := context.WithCancel(context.Background())
-	defer time.AfterFunc(300*time.Millisecond, cancel).Stop()
-	out, _, code = m.runCLICtx(ctx, "logs", "-f", "web.service", "-o", "json")
+	defer cancel()
+	out, _, code = m.runCLIUntilLines(ctx, cancel, 4, "logs", "-f", "web.service", "-o", "json")
 	if code != 0 {
 		t.Fatalf("logs -f exit %d", code)
 	}
@@ -320,8 +321,8 @@ func TestObserveEmitObservers(t *testing.T) {
 		t.Fatalf("observe:\n%q\nwant\n%q", out, want)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer time.AfterFunc(200*time.Millisecond, cancel).Stop()
-	if _, _, code := m.runCLICtx(ctx, "monitor", "source=uevent", "SUBSYSTEM=block"); code != 0 {
+	defer cancel()
+	if _, _, code := m.runCLIUntilLines(ctx, cancel, 1, "monitor", "source=uevent", "SUBSYSTEM=block"); code != 0 {
 		t.Fatalf("interrupted observe exit %d", code)
 	}
 	if a := m.lastArgs(api.MethodObserve).(api.ObserveArgs); a.Filter != "source=uevent SUBSYSTEM=block" {
@@ -411,4 +412,40 @@ func TestCheckFiles(t *testing.T) {
 	if strings.Contains(e.String(), good) {
 		t.Fatalf("good file reported: %s", e.String())
 	}
+}
+
+// runCLIUntilLines runs a streaming command and interrupts it (cancel, as
+// Ctrl-C) once it has printed n lines: a fixed delay before the interrupt
+// may end it before the first line on a loaded machine. A stream that
+// never prints them is interrupted after a minute and fails the caller's
+// checks.
+func (m *testManager) runCLIUntilLines(ctx context.Context, cancel context.CancelFunc, n int, args ...string) (stdout, stderr string, code int) {
+	defer time.AfterFunc(time.Minute, cancel).Stop()
+	out := &linesThenCancel{n: n, cancel: cancel}
+	var errb strings.Builder
+	code = run(ctx, append([]string{"initctl", "--socket", m.socket}, args...), out, &errb)
+	return out.String(), errb.String(), code
+}
+
+type linesThenCancel struct {
+	mu     sync.Mutex
+	b      strings.Builder
+	n      int
+	cancel context.CancelFunc
+}
+
+func (w *linesThenCancel) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b.Write(p)
+	if strings.Count(w.b.String(), "\n") >= w.n {
+		w.cancel()
+	}
+	return len(p), nil
+}
+
+func (w *linesThenCancel) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
