@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"strings"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -191,6 +192,16 @@ func (s *Server) offerScopeStops(p *peerConn) (stop func()) {
 		return func() {}
 	}
 	return r.RequestScopeStops(func(unit, controller string) bool {
+		if !validBusName(controller) {
+			// The bus would take a message with a bad destination for a
+			// protocol error and disconnect us.
+			return false
+		}
+		select {
+		case <-p.closed:
+			return false // the bus went away; the unset is on its way
+		default:
+		}
 		msg := signalMessage(UnitPath(unit), "org.freedesktop.systemd1.Scope", "RequestStop")
 		msg.Headers[dbus.FieldDestination] = dbus.MakeVariant(controller)
 		frame, err := encodeWire(msg)
@@ -211,4 +222,34 @@ func (s *Server) offerScopeStops(p *peerConn) (stop func()) {
 		}()
 		return true
 	})
+}
+
+// validBusName checks a bus name as the D-Bus specification defines it: a
+// unique name (":1.42") or a well-known one ("org.example.App"), at most
+// 255 characters, two or more elements of [A-Za-z0-9_-] separated by dots,
+// none empty, and in a well-known name none starting with a digit.
+func validBusName(name string) bool {
+	if len(name) == 0 || len(name) > 255 {
+		return false
+	}
+	unique := name[0] == ':'
+	if unique {
+		name = name[1:]
+	}
+	elements := strings.Split(name, ".")
+	if len(elements) < 2 {
+		return false
+	}
+	for _, e := range elements {
+		if e == "" || !unique && e[0] >= '0' && e[0] <= '9' {
+			return false
+		}
+		for i := 0; i < len(e); i++ {
+			c := e[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -173,4 +174,38 @@ func waitGone(t *testing.T, conn *dbus.Conn, unit string, within time.Duration) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func TestValidBusName(t *testing.T) {
+	for name, want := range map[string]bool{
+		":1.42": true, "org.freedesktop.login1": true, "a-b.c_d": true, ":1.999999": true,
+		"": false, "nodots": false, ":1": false, "org..x": false, "org.1x": false, "org.x.": false,
+		"org.x y": false, "org/x": false, strings.Repeat("a.", 128) + "b": false,
+	} {
+		if got := validBusName(name); got != want {
+			t.Errorf("validBusName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// FuzzValidBusName: a controller name comes from a client; whatever is
+// accepted is one the bus takes as a destination (checked with godbus's
+// own header validation when it encodes the signal).
+func FuzzValidBusName(f *testing.F) {
+	for _, s := range []string{":1.42", "org.freedesktop.login1", "", "a", "a..b", ":1.x-y_z", "1.a", "a.1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !validBusName(name) {
+			return
+		}
+		if len(name) > 255 || !strings.Contains(name, ".") || strings.ContainsAny(name, " /\x00") {
+			t.Fatalf("accepted %q", name)
+		}
+		msg := signalMessage(UnitPath("x.scope"), "org.freedesktop.systemd1.Scope", "RequestStop")
+		msg.Headers[dbus.FieldDestination] = dbus.MakeVariant(name)
+		if _, err := encodeWire(msg); err != nil {
+			t.Fatalf("accepted %q, which does not encode: %v", name, err)
+		}
+	})
 }

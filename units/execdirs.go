@@ -218,7 +218,7 @@ func (m *Manager) removeRuntimeDirectories(u *Unit) {
 	switch ec.RuntimeDirectoryPreserve {
 	case "yes":
 		return
-	case "restart-disabled":
+	case "restart":
 		if j := u.job; j != nil && (j.Type == api.JobRestart || j.Type == api.JobTryRestart || j.Type == api.JobReloadOrRestart) {
 			return
 		}

@@ -2,6 +2,7 @@ package units
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"vigil/units/api"
 	"vigil/units/cgroup"
+	"vigil/units/unitfile"
 )
 
 // TestMountHelperRunsInTheMountsCgroup: a mount unit gets its cgroup
@@ -70,5 +72,59 @@ func TestMountHelperRunsInTheMountsCgroup(t *testing.T) {
 	}
 	if strings.Contains(x.logText(), "running the command outside it") {
 		t.Errorf("the helper ran outside the cgroup:\n%s", x.logText())
+	}
+}
+
+// TestSwapHasItsCgroup: a swap unit has its group (system.slice/NAME.swap),
+// shown as ControlGroup, from its start until it is off again, as systemd
+// gives swaps one (its swapon runs there; Vigil's own swapon(2) runs in no
+// process, so the group stays empty). A 16 MB swap file as in
+// TestSwapUnitActivatesAndDeactivates.
+func TestSwapHasItsCgroup(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("swapon needs root")
+	}
+	mkswap, err := exec.LookPath("mkswap")
+	if err != nil {
+		t.Skip("mkswap not installed")
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "vigil-swap-cg-")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "swapfile")
+	if out, err := exec.Command("dd", "if=/dev/zero", "of="+file, "bs=1M", "count=16").CombinedOutput(); err != nil {
+		t.Skipf("dd: %v %s", err, out)
+	}
+	os.Chmod(file, 0o600)
+	if out, err := exec.Command(mkswap, file).CombinedOutput(); err != nil {
+		t.Skipf("mkswap: %v %s", err, out)
+	}
+	name, _ := unitfile.DeviceUnitName(file)
+	name = strings.TrimSuffix(name, ".device") + ".swap"
+	h, tree := newCgroupHarness(t, map[string]string{name: "[swap]\n"})
+	defer exec.Command("swapoff", file).Run()
+	if res, why := h.start(name); res != api.ResultDone {
+		if strings.Contains(why, "operation not permitted") || strings.Contains(why, "invalid argument") {
+			t.Skipf("swapon refused here: %s", why)
+		}
+		t.Fatalf("start: %s (%s)", res, why)
+	}
+	rel := "system.slice/" + name
+	if cg := h.status(name).ControlGroup; cg != tree.Name(rel) {
+		t.Errorf("ControlGroup of the active swap = %q, want %q", cg, tree.Name(rel))
+	}
+	if _, err := os.Stat(tree.Path(rel)); err != nil {
+		t.Errorf("the swap's cgroup is not there while it is on: %v", err)
+	}
+	if res, why := h.stop(name); res != api.ResultDone {
+		t.Fatalf("stop: %s (%s)", res, why)
+	}
+	if _, err := os.Stat(tree.Path(rel)); !os.IsNotExist(err) {
+		t.Errorf("the swap's cgroup outlived its stop: %v", err)
+	}
+	if cg := h.status(name).ControlGroup; cg != "" {
+		t.Errorf("ControlGroup after the stop = %q", cg)
 	}
 }

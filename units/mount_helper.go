@@ -25,7 +25,8 @@ import (
 // cifs, ntfs-3g, fuse.sshfs, ...), is mounted by running the helper as
 // mount(8) does: "mount.TYPE WHAT WHERE [-s] -n -o OPTIONS [-t TYPE]".
 // The helper is started on the loop through the manager's spawner (so the
-// reaper, not os/exec, collects it) in the manager's own process group:
+// reaper, not os/exec, collects it) in the unit's cgroup (mount_cgroup.go)
+// and in the manager's own process group:
 // an automount's trigger lets that group through, so a helper mounting
 // onto a trigger is not held by it. Its output goes to the unit's log,
 // its exit status and last lines of output into the failure reason, and

@@ -737,8 +737,10 @@ func (p *pathUnit) holdTimedOut(id uint64) {
 		}
 		p.held = append(p.held[:i:i], p.held[i+1:]...)
 		v := p.holdVerdict()
-		p.m.loop.Answer(id, p.holdObs, v)
+		// Logged before the answer: the released process may act on it
+		// (and someone read the log) before a line written after.
 		p.u.Logf("%s (pid %s) waited hold-timeout (%s) for %s; answering %s.", h.path, h.pid, unitfile.FormatDuration(p.cfg.HoldTimeout), p.target(), v)
+		p.m.loop.Answer(id, p.holdObs, v)
 		return
 	}
 }
