@@ -35,7 +35,7 @@ func TestBadInputFailsOnlyItsUnit(t *testing.T) {
 		t.Errorf("requires missing unit: %s (%s)", res, why)
 	}
 	if a, _ := h.state("needs.service"); a == "active" {
-		t.Errorf("needs.service started without its requirement")
+		t.Errorf("needs.service started without its requirement\n%s", h.logText())
 	}
 	if res, why := h.start("wantsg.service"); res != api.ResultDone {
 		t.Errorf("wants missing unit should still start: %s (%s)", res, why)

@@ -151,6 +151,13 @@ func (m *Manager) runJob(j *Job) {
 	m.watchSlowJobs()
 	switch j.Type {
 	case api.JobStart:
+		if missing := m.missingRequirement(u); missing != nil {
+			// systemd refuses such a transaction outright; here the
+			// requirement's own failed job may come too late, when this
+			// unit already runs (nothing orders the two).
+			m.finishJob(j, api.ResultDependency, fmt.Sprintf("dependency failed: required unit %s is %s", missing.Name, missing.LoadState))
+			return
+		}
 		m.runStart(j)
 	case api.JobVerifyActive:
 		if u.active.IsActiveOrReloading() {
@@ -354,6 +361,19 @@ func (m *Manager) finishJob(j *Job, result, reason string) {
 	}
 	m.redispatch = true
 	m.dispatchJobs()
+}
+
+// missingRequirement returns a unit that u requires or is bound to and that
+// could not be loaded (not found, bad, masked), if there is one.
+func (m *Manager) missingRequirement(u *Unit) *Unit {
+	for _, k := range []DepKind{Requires, BindsTo, Requisite} {
+		for _, name := range u.Deps(k) {
+			if d := m.units[name]; d != nil && d.LoadState != LoadLoaded {
+				return d
+			}
+		}
+	}
+	return nil
 }
 
 // cancelJob ends a job that a later transaction replaced.
