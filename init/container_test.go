@@ -46,7 +46,7 @@ exec chroot "$R" /vigil-test/vigil "$@"
 
 // containerOrphans leaves 20 sleeping orphans behind for PID 1 to adopt.
 const containerOrphans = `#!/bin/sh
-for i in $(seq 1 20); do (sleep 3 &); done
+for i in $(seq 1 20); do (sleep 8 &); done
 echo spawned > /vigil-out/orphans
 `
 
@@ -265,20 +265,20 @@ exec-stop = [["/bin/sh", "-c", "echo daemon stopped >> /vigil-out/stop.log"]]
 	}
 	adopted := 0
 	for _, p := range descendants(pid1.pid) {
-		if p.ppid == pid1.pid && p.cmdline == "sleep 3" {
+		if p.ppid == pid1.pid && p.cmdline == "sleep 8" {
 			adopted++
 		}
 	}
 	if adopted == 0 {
 		t.Fatalf("no orphan was adopted by PID 1: %+v", descendants(pid1.pid))
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		var sleepers, zombies []procInfo
 		for _, p := range descendants(pid1.pid) {
 			if p.state == 'Z' {
 				zombies = append(zombies, p)
-			} else if p.cmdline == "sleep 3" {
+			} else if p.cmdline == "sleep 8" {
 				sleepers = append(sleepers, p)
 			}
 		}
