@@ -87,7 +87,8 @@ func ProbePartition(sysRoot, devRoot, devnode, devpath string, env map[string]st
 		env["ID_PART_ENTRY_UUID"] = p.UUID
 	}
 	if p.Name != "" {
-		env["ID_PART_ENTRY_NAME"] = p.Name
+		// udev's blkid builtin (as `blkid -o udev`) encodes the name.
+		env["ID_PART_ENTRY_NAME"] = EncodeName(p.Name)
 	}
 	return PartitionLinks(devnode, p), nil
 }

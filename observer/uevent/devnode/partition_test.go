@@ -54,7 +54,7 @@ func TestProbePartition(t *testing.T) {
 		t.Fatalf("links = %v, want %v", links, want)
 	}
 	for k, v := range map[string]string{"ID_PART_TABLE_TYPE": "gpt", "ID_PART_ENTRY_NUMBER": "2",
-		"ID_PART_ENTRY_UUID": "f0e1d2c3-b4a5-4968-8776-655443322110", "ID_PART_ENTRY_NAME": "my data",
+		"ID_PART_ENTRY_UUID": "f0e1d2c3-b4a5-4968-8776-655443322110", "ID_PART_ENTRY_NAME": `my\x20data`,
 		"ID_PART_TABLE_UUID": "8d1c7a2e-4b3f-4e5d-9a1b-2c3d4e5f6a7b", "ID_PART_ENTRY_TYPE": parttable.LinuxFilesystemGUID} {
 		if env[k] != v {
 			t.Errorf("%s = %q, want %q", k, env[k], v)
