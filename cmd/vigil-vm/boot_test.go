@@ -164,8 +164,10 @@ func TestInteractiveBootOnATerminal(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 	// The console shell's prompt: ash prints "# " for root (or a PS1
-	// ending in it). Enter until one shows after the boot's last lines.
-	promptRE := regexp.MustCompile(`[#$] $`)
+	// ending in it), and with line editing it may follow it with a query
+	// of the cursor's position (ESC [6n). Enter until one shows after the
+	// boot's last lines.
+	promptRE := regexp.MustCompile(`[#$] (?:\x1b\[[0-9;?]*[A-Za-z])*$`)
 	for {
 		typeLine("")
 		wait, stop := context.WithTimeout(ctx, 5*time.Second)
