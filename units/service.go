@@ -142,6 +142,9 @@ type service struct {
 	connection *os.File
 	acceptedBy *socketUnit
 	remoteEnv  []string
+	// pidFileWatch is set while a forking service waits for its PID file
+	// (pidfile.go); every state change ends the wait, as in systemd.
+	pidFileWatch *pidFileWatch
 }
 
 func newService(u *Unit) *service {
@@ -243,6 +246,7 @@ func (s *service) noteOOMKill() bool {
 }
 
 func (s *service) setState(sub string) {
+	s.unwatchPIDFile()
 	s.state = sub
 	s.u.SetState(serviceActiveState(sub), sub)
 }
@@ -327,18 +331,20 @@ func (s *service) enterStart() {
 				s.fail(resultExitCode, "the control process exited with an error")
 				return
 			}
-			if pid := s.readPIDFile(); pid > 0 {
-				s.mainPID = pid
-				s.m.watchPID(pid, s)
-			} else if s.cfg.PIDFile != "" {
-				s.fail(resultProtocol, fmt.Sprintf("PID file %s not readable (yet?) after start", s.cfg.PIDFile))
-				return
-			} else if s.cfg.GuessMainPID {
-				if s.mainPID = s.guessMainPID(); s.mainPID != 0 {
-					s.m.watchPID(s.mainPID, s)
-				}
-			}
 			s.execStart = time.Now()
+			if s.cfg.PIDFile != "" {
+				// A start-post command may write the PID file: then it is
+				// looked for after it (systemd does the same).
+				hasStartPost := len(s.cfg.ExecStartPost) > 0
+				if _, err := s.loadPIDFile(!hasStartPost); err != nil && !hasStartPost {
+					if !s.demandPIDFile() {
+						s.fail(resultProtocol, fmt.Sprintf("PID file %s not readable after start and no process left to write it", s.cfg.PIDFile))
+					}
+					return
+				}
+			} else {
+				s.searchMainPID()
+			}
 			s.enterStartPost()
 		})
 	case unitfile.ServiceOneshot:
@@ -391,6 +397,18 @@ func (s *service) enterStartPost() {
 			if !ok {
 				s.fail(resultExitCode, "a start-post command failed")
 				return
+			}
+			if s.cfg.Type == unitfile.ServiceForking {
+				if s.cfg.PIDFile != "" {
+					if _, err := s.loadPIDFile(true); err != nil {
+						if !s.demandPIDFile() {
+							s.fail(resultProtocol, fmt.Sprintf("PID file %s not readable after start-post and no process left to write it", s.cfg.PIDFile))
+						}
+						return
+					}
+				} else {
+					s.searchMainPID()
+				}
 			}
 			s.enterRunning()
 		})
@@ -508,6 +526,13 @@ func (s *service) processExited(pid int, ex process.Exit) {
 	s.m.noteExecExit(s.u, pid, ex)
 	switch pid {
 	case s.mainPID:
+		if s.cfg.PIDFile != "" && (s.state == svcStartPost || s.state == svcRunning || s.state == svcReload) {
+			// A forking daemon may move to a new process: fine if it
+			// wrote the new PID before the old one exited.
+			if changed, _ := s.loadPIDFile(false); changed {
+				return
+			}
+		}
 		s.mainPID = 0
 		s.mainExit = &ex
 		s.execExit = time.Now()
@@ -822,6 +847,8 @@ func (s *service) pollProcesses() {
 
 func (s *service) checkEmpty() {
 	switch s.state {
+	case svcStart, svcStartPost:
+		s.pidFileNeverWritten()
 	case svcStopSigterm, svcStopSigkill:
 		if !s.remaining() {
 			s.afterSignals(s.state)
@@ -1051,6 +1078,13 @@ func (s *service) Reload() error {
 		s.timer = 0
 		if !ok {
 			s.u.Logf("Reload failed.")
+		} else if s.cfg.Type == unitfile.ServiceForking {
+			// A reload may have replaced the daemon's process (systemd
+			// reads the PID file again, or guesses).
+			if s.cfg.PIDFile != "" {
+				s.loadPIDFile(true)
+			}
+			s.searchMainPID()
 		}
 		if s.mainPID == 0 && prev == svcRunning && s.cfg.Type != unitfile.ServiceForking {
 			s.enterStop(s.result)
@@ -1096,34 +1130,6 @@ func (s *service) ResetFailed() {
 	s.nRestarts = 0
 	s.restartStep = 0
 	s.u.startLimit.reset()
-}
-
-func (s *service) readPIDFile() int {
-	if s.cfg.PIDFile == "" {
-		return 0
-	}
-	data, err := os.ReadFile(s.cfg.PIDFile)
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil || pid <= 1 {
-		return 0
-	}
-	if err := syscall.Kill(pid, 0); err != nil {
-		return 0
-	}
-	return pid
-}
-
-// guessMainPID picks the only remaining process of the unit, if there is
-// exactly one.
-func (s *service) guessMainPID() int {
-	members := s.members()
-	if len(members) == 1 {
-		return members[0]
-	}
-	return 0
 }
 
 func (s *service) Describe(st *api.UnitStatus) {
