@@ -28,10 +28,18 @@ func readStamp(t *testing.T, h *harness, name string) (start, end int64) {
 	return
 }
 
+// meetService is stampService's script that, before it ends, waits (at
+// most 60 s) until its peer has begun: two of them both finish only if
+// they run at the same time, however loaded the host is.
+func meetService(name, peer string) string {
+	cmd := `exec-start = ["/bin/sh", "-c", "s=$$(date +%%s%%N); : > @DIR@/` + name + `.up; i=0; while [ ! -e @DIR@/` + peer + `.up ]; do i=$$((i+1)); [ $$i -lt 1200 ] || exit 1; sleep 0.05; done; e=$$(date +%%s%%N); echo $$s $$e > @DIR@/` + name + `"]`
+	return "[service]\ntype = \"oneshot\"\nremain-after-exit = true\n" + cmd + "\n"
+}
+
 func TestOrderedAndParallelStart(t *testing.T) {
 	h := newHarness(t, map[string]string{
-		"a.service": stampService("a", "0.3", ""),
-		"b.service": stampService("b", "0.3", ""),
+		"a.service": meetService("a", "b"),
+		"b.service": meetService("b", "a"),
 		"c.service": stampService("c", "0", `requires = ["a.service", "b.service"]
 after = ["a.service", "b.service"]`),
 	})
