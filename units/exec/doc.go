@@ -52,6 +52,16 @@
 // exec of a dynamic executable opens its interpreter before the vfork
 // parent resumes, and that open is not covered by the ignore mark.
 //
+// The vfork is the only system call of a start that the collector must
+// wait out (ForkExec's raw clone): every other wait is one the scheduler
+// knows of (ForkExec's own pipe, the trampoline's status pipe through the
+// poller, the stub's through poll(2) and read(2) by Syscall). The raw
+// system calls in trampoline.go run in the trampoline and never block.
+// A -race (cgo) build of the tests is dynamic: its vfork window then
+// holds the interpreter's open too, which lengthens the collector's
+// stops (TestHeldExecSpawnsSurviveGC logs the longest) but is held only
+// if a mark covers the interpreter; the test marks only its own tmpfs.
+//
 // # The exec stub
 //
 // The trampoline costs a Go runtime start per process (8-10 times a direct

@@ -2,10 +2,13 @@ package exec
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -24,14 +27,28 @@ import (
 // heldExecStubEnv=1 that it starts the programs through the exec stub
 // rather than the trampoline. With heldExecDirectEnv=1 instead, the copy
 // starts the programs directly (a vfork whose exec is held): that is the
-// deadlock this test guards against, kept for showing it by hand (it hangs,
-// and the outer test fails on its watchdog).
+// deadlock this test guards against (TestHeldExecWatchdogSeesDirectDeadlock
+// provokes it on purpose). heldExecProgressEnv names a file outside the
+// marked tmpfs where the copy counts its finished spawns and garbage
+// collections, for the watchdog.
 const (
-	heldExecEnv       = "VIGIL_EXEC_HELDEXEC"
-	heldExecStubEnv   = "VIGIL_EXEC_HELDEXEC_STUB"
-	heldExecDirectEnv = "VIGIL_EXEC_HELDEXEC_DIRECT"
-	heldExecSpawns    = 200
+	heldExecEnv         = "VIGIL_EXEC_HELDEXEC"
+	heldExecStubEnv     = "VIGIL_EXEC_HELDEXEC_STUB"
+	heldExecDirectEnv   = "VIGIL_EXEC_HELDEXEC_DIRECT"
+	heldExecProgressEnv = "VIGIL_EXEC_HELDEXEC_PROGRESS"
+	heldExecSpawns      = 200
 )
+
+// heldExecStall is how long the watchdog lets the copy go without
+// finishing a spawn before it calls it a deadlock. A spawn that is merely
+// slow ends within trampolineDeadline (the status pipe's read gives up
+// then and Start fails), so several times that is a stall no load
+// explains. A slow run is not a hang: under -race on 2 loaded cores the
+// 200 trampoline spawns take 1-2 min at load 7-12 (5 times a build
+// without -race), enough at load 20-28 to overrun the fixed 4-minute
+// watchdog this test used to have, whose dump then read as a deadlock
+// (see docs/benchmarks.md, "the trampoline under -race").
+const heldExecStall = 6 * trampolineDeadline
 
 // TestHeldExecSpawnsSurviveGC starts 200 processes through the trampoline,
 // and 200 through the exec stub (whose memfd the source counts as our own
@@ -42,17 +59,85 @@ const (
 // deadlocks the runtime (the collector waits for the forking thread, the
 // reader that would answer never runs). The checks run in a copy of this
 // binary on a private tmpfs, so that our executable is under the mark and
-// a hang can be caught from outside: the watchdog here sends SIGQUIT (the
-// runtime dumps every goroutine) and fails.
+// a hang can be caught from outside. The watchdog here tells a deadlock
+// (no spawn finished for heldExecStall) from a slow run (spawns still
+// finishing when the test's time is up): both fail, with a goroutine dump
+// (SIGQUIT) and a message saying which it was.
 func TestHeldExecSpawnsSurviveGC(t *testing.T) {
 	if dir := os.Getenv(heldExecEnv); dir != "" {
 		heldExecChecks(t, dir)
 		return
 	}
+	dir, exe := heldExecSetup(t)
+	vias := []string{"trampoline", "stub"}
+	for i, via := range vias {
+		t.Run(via, func(t *testing.T) {
+			if _, err := stubForTests(); via == "stub" && err != nil {
+				t.Skipf("no exec stub: %v", err)
+			}
+			var env []string
+			if via == "stub" {
+				env = append(env, heldExecStubEnv+"=1")
+			}
+			r := runHeldExecCopy(t, exe, dir, env, heldExecStall, shareOfDeadline(t, len(vias)-i))
+			switch {
+			case r.stalled:
+				t.Fatalf("deadlock: no spawn finished for %v (%d of %d done; %s); the copy's output and goroutines:\n%s",
+					heldExecStall, r.spawns, heldExecSpawns, r.collectorState(), r.out)
+			case r.slow:
+				t.Fatalf("not a deadlock, too slow: %d of %d spawns done when the test's time was up, the last %v before (%d garbage collections); the copy's output:\n%s",
+					r.spawns, heldExecSpawns, r.sinceSpawn.Round(time.Second), r.gcs, r.out)
+			}
+			t.Logf("the copy on the marked tmpfs:\n%s", r.out)
+			if r.err != nil || !strings.Contains(r.out, "--- PASS: TestHeldExecSpawnsSurviveGC") {
+				t.Fatalf("the copy failed: %v", r.err)
+			}
+		})
+	}
+}
+
+// TestHeldExecWatchdogSeesDirectDeadlock provokes the deadlock the
+// trampoline and the stub avoid, to show that the watchdog of
+// TestHeldExecSpawnsSurviveGC recognises one: the copy starts the programs
+// directly, so the vfork child's exec is held by the copy's own reader; a
+// collection starting meanwhile waits for the forking thread forever. The
+// watchdog must see the spawns stop and the collections stop with them,
+// and the dump must show the collector stopping the world.
+func TestHeldExecWatchdogSeesDirectDeadlock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("provokes a deadlock and waits it out")
+	}
+	dir, exe := heldExecSetup(t)
+	// Direct spawns take milliseconds; a quarter of the usual stall limit
+	// without one is a deadlock at any load.
+	stall := heldExecStall / 4
+	r := runHeldExecCopy(t, exe, dir, []string{heldExecDirectEnv + "=1"}, stall, shareOfDeadline(t, 1))
+	if !r.stalled {
+		if r.err == nil && strings.Contains(r.out, "--- PASS: TestHeldExecSpawnsSurviveGC") {
+			t.Skipf("%d direct spawns under held execs happened not to deadlock this time", heldExecSpawns)
+		}
+		t.Fatalf("the copy neither deadlocked nor passed (slow %v, exit %v):\n%s", r.slow, r.err, r.out)
+	}
+	if !r.counted {
+		t.Fatalf("the watchdog never read the copy's counts: it cannot tell a stall from a slow run:\n%s", r.out)
+	}
+	t.Logf("stalled after %d spawns; %s", r.spawns, r.collectorState())
+	if !r.worldStopped {
+		t.Errorf("the spawns stopped but the collections went on (%d): the watchdog would call this deadlock the wrong kind", r.gcs)
+	}
+	if !strings.Contains(r.out, "[stopping the world]") {
+		t.Errorf("the goroutine dump shows no collector stopping the world:\n%s", r.out)
+	}
+}
+
+// heldExecSetup mounts a private tmpfs and copies this test binary and
+// /bin/true onto it.
+func heldExecSetup(t *testing.T) (dir, exe string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (tmpfs mount, fanotify permission events)")
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256m"); err != nil {
 		t.Skipf("mount tmpfs: %v", err)
 	}
@@ -61,38 +146,192 @@ func TestHeldExecSpawnsSurviveGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe := copyProgram(t, self, filepath.Join(dir, "exec.test"))
+	exe = copyProgram(t, self, filepath.Join(dir, "exec.test"))
 	copyProgram(t, "/bin/true", filepath.Join(dir, "true"))
+	return dir, exe
+}
 
-	for _, via := range []string{"trampoline", "stub"} {
-		t.Run(via, func(t *testing.T) {
-			if _, err := stubForTests(); via == "stub" && err != nil {
-				t.Skipf("no exec stub: %v", err)
-			}
-			limit := 4 * time.Minute
-			if dl, ok := t.Deadline(); ok && time.Until(dl)-30*time.Second < limit {
-				limit = time.Until(dl) - 30*time.Second
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), limit)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, exe, "-test.run", "^TestHeldExecSpawnsSurviveGC$", "-test.v")
-			cmd.Env = append(os.Environ(), heldExecEnv+"="+dir)
-			if via == "stub" {
-				cmd.Env = append(cmd.Env, heldExecStubEnv+"=1")
-			}
-			// On the watchdog's deadline: a goroutine dump, then the kill.
-			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
-			cmd.WaitDelay = 15 * time.Second
-			out, err := cmd.CombinedOutput()
-			if ctx.Err() != nil {
-				t.Fatalf("spawning under held execs did not finish within %v (deadlock?); the copy's output and goroutines:\n%s", limit, out)
-			}
-			t.Logf("the copy on the marked tmpfs:\n%s", out)
-			if err != nil || !strings.Contains(string(out), "--- PASS: TestHeldExecSpawnsSurviveGC") {
-				t.Fatalf("the copy failed: %v", err)
-			}
-		})
+// shareOfDeadline is this run's part of the time left before the test
+// binary's deadline (keeping 30 s for the dumps and the rest), when runs
+// more copies are still to go; 0 (no limit) without a deadline.
+func shareOfDeadline(t *testing.T, runs int) time.Duration {
+	dl, ok := t.Deadline()
+	if !ok {
+		return 0
 	}
+	return max(time.Until(dl)-30*time.Second, time.Second) / time.Duration(runs)
+}
+
+// heldExecRun is how a copy's run ended.
+type heldExecRun struct {
+	out          string
+	err          error         // the copy's exit
+	counted      bool          // the copy's counts were read at least once
+	spawns, gcs  int           // as last counted by the copy
+	stalled      bool          // no spawn finished for the stall limit: SIGQUIT
+	worldStopped bool          // stalled, and no collection finished either
+	slow         bool          // still finishing spawns at the limit: SIGQUIT
+	sinceSpawn   time.Duration // from the last finished spawn to the end
+}
+
+func (r *heldExecRun) collectorState() string {
+	if r.worldStopped {
+		return fmt.Sprintf("no garbage collection finished either, the world is stopped (%d collections before)", r.gcs)
+	}
+	return fmt.Sprintf("garbage collections went on (%d): the runtime is alive, the spawner is stuck", r.gcs)
+}
+
+// runHeldExecCopy runs heldExecChecks in the copy exe and watches its
+// progress counts once a second. It stops the copy with SIGQUIT (the
+// runtime dumps every goroutine) when no spawn has finished for stall, or
+// when limit (if not 0) has passed while spawns still finish.
+func runHeldExecCopy(t *testing.T, exe, dir string, env []string, stall, limit time.Duration) heldExecRun {
+	t.Helper()
+	scratch := t.TempDir() // not on the marked tmpfs: nothing here is held
+	progressPath := filepath.Join(scratch, "progress")
+	output, err := os.Create(filepath.Join(scratch, "output"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer output.Close()
+	cmd := exec.Command(exe, "-test.run", "^TestHeldExecSpawnsSurviveGC$", "-test.v")
+	cmd.Env = append(os.Environ(), heldExecEnv+"="+dir, heldExecProgressEnv+"="+progressPath, "GOTRACEBACK=system")
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdout, cmd.Stderr = output, output
+	// A process group of its own, killed at the end: a vfork child stuck
+	// in a held exec keeps the copy's fanotify group open (its copy of the
+	// descriptor table), so the kernel never answers it once the copy is
+	// gone, and it would wait forever.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	var r heldExecRun
+	exitedYet := false
+	start := time.Now()
+	lastSpawn, lastGC := start, start
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for !r.stalled && !r.slow {
+		select {
+		case r.err = <-exited:
+			exitedYet = true
+		case <-tick.C:
+		}
+		now := time.Now()
+		if spawns, gcs, ok := readHeldExecProgress(progressPath); ok {
+			r.counted = true
+			if spawns != r.spawns {
+				r.spawns, lastSpawn = spawns, now
+			}
+			if gcs != r.gcs {
+				r.gcs, lastGC = gcs, now
+			}
+		}
+		r.sinceSpawn = now.Sub(lastSpawn)
+		if exitedYet {
+			break
+		}
+		if r.sinceSpawn > stall {
+			r.stalled = true
+			// The collector loops without pause: half the stall without a
+			// finished collection means it cannot finish one.
+			r.worldStopped = now.Sub(lastGC) > stall/2
+		} else if limit > 0 && now.Sub(start) > limit {
+			r.slow = true
+		}
+	}
+	if !exitedYet {
+		cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case r.err = <-exited:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			r.err = <-exited
+		}
+	}
+	out, _ := os.ReadFile(output.Name())
+	r.out = string(out)
+	return r
+}
+
+// readHeldExecProgress reads the counts heldExecProgress writes: two
+// fixed-width fields. A read halfway through a write may give a wrong
+// count or none (ok false); a stalled copy writes nothing, so neither
+// can hide a stall.
+func readHeldExecProgress(path string) (spawns, gcs int, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	spawns, err1 := strconv.Atoi(f[0])
+	gcs, err2 := strconv.Atoi(f[1])
+	return spawns, gcs, err1 == nil && err2 == nil
+}
+
+// heldExecProgress is the copy's side: the spawn loop and the collector
+// loop each overwrite their own fixed-width field, so that either one
+// stopping shows.
+type heldExecProgress struct{ f *os.File }
+
+const heldExecProgressField = 11 // "%10d\n"
+
+func openHeldExecProgress(path string) (*heldExecProgress, error) {
+	if path == "" {
+		return &heldExecProgress{}, nil // run by hand: nobody watches
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &heldExecProgress{f: f}
+	p.set(0, 0)
+	p.set(1, 0)
+	return p, nil
+}
+
+func (p *heldExecProgress) set(field, n int) {
+	if p.f != nil {
+		p.f.WriteAt(fmt.Appendf(nil, "%10d\n", n), int64(field*heldExecProgressField))
+	}
+}
+
+func (p *heldExecProgress) close() {
+	if p.f != nil {
+		p.f.Close()
+	}
+}
+
+// longestStopTheWorldWait is the upper bound of the largest bucket of
+// the time collections waited for every goroutine to stop: a thread in a
+// raw system call (the vfork of syscall.ForkExec) makes that wait as long
+// as the call.
+func longestStopTheWorldWait() time.Duration {
+	s := []metrics.Sample{{Name: "/sched/pauses/stopping/gc:seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return 0
+	}
+	h := s[0].Value.Float64Histogram()
+	for i := len(h.Counts) - 1; i >= 0; i-- {
+		if h.Counts[i] == 0 {
+			continue
+		}
+		upper := h.Buckets[i+1]
+		if math.IsInf(upper, 1) {
+			upper = h.Buckets[i]
+		}
+		return time.Duration(upper * float64(time.Second))
+	}
+	return 0
 }
 
 func copyProgram(t *testing.T, from, to string) string {
@@ -162,6 +401,11 @@ func heldExecChecks(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 
+	progress, err := openHeldExecProgress(os.Getenv(heldExecProgressEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer progress.close()
 	stop := make(chan struct{})
 	collected := make(chan int)
 	go func() {
@@ -174,6 +418,7 @@ func heldExecChecks(t *testing.T, dir string) {
 			default:
 				runtime.GC()
 				n++
+				progress.set(1, n)
 			}
 		}
 	}()
@@ -195,12 +440,14 @@ func heldExecChecks(t *testing.T, dir string) {
 			t.Fatalf("spawn %d: trampolined %v, stubbed %v; want the %s", i, st.Trampolined, st.Stubbed,
 				map[bool]string{true: "stub", false: "trampoline"}[stub != nil])
 		}
+		progress.set(0, i+1)
 	}
 	took := time.Since(start)
 	close(stop)
 	gcs := <-collected
 	stats := src.Stats()
-	t.Logf("%d spawns in %v, %d garbage collections meanwhile; fanotify: %+v", heldExecSpawns, took.Round(time.Millisecond), gcs, stats)
+	t.Logf("%d spawns in %v, %d garbage collections meanwhile, the longest wait of one for the world to stop <= %v; fanotify: %+v",
+		heldExecSpawns, took.Round(time.Millisecond), gcs, longestStopTheWorldWait(), stats)
 	// Each start's exec of the program was held and answered inline (the
 	// stub, running its memfd, counts as our child still running our
 	// image); the trampoline's exec of our executable, and the vfork
