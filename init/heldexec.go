@@ -1,6 +1,9 @@
 package pid1
 
 import (
+	"debug/elf"
+	"fmt"
+	"strings"
 	"time"
 
 	"vigil/observer/fanotify"
@@ -47,7 +50,33 @@ func spawnerFor(files *fanotify.Source, logf func(format string, args ...any)) u
 	if err != nil {
 		logf("exec stub: %v (while fanotify marks exist, unit processes start through the slower trampoline)", err)
 	}
+	if interp, err := elfInterpreter("/proc/self/exe"); err == nil && interp != "" {
+		logf("warning: vigil is dynamically linked (interpreter %s): a fanotify mark that holds opens of %s can stop the manager while it starts a process; build it with CGO_ENABLED=0", interp, interp)
+	}
 	return heldExecSpawner{files: files, stub: stub}
+}
+
+// elfInterpreter returns the program interpreter (PT_INTERP) an ELF file
+// names, "" for a static one. Our trampoline re-executes Vigil's binary
+// from a vfork child; the kernel opens a dynamic binary's interpreter in
+// that window, where a held open would block the Go runtime.
+func elfInterpreter(path string) (string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		b := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(b, 0); err != nil {
+			return "", fmt.Errorf("read %s: interpreter: %w", path, err)
+		}
+		return strings.TrimRight(string(b), "\x00"), nil
+	}
+	return "", nil
 }
 
 func (s heldExecSpawner) Spawn(spec *exec.Spec) (*exec.Started, error) {
