@@ -10,7 +10,6 @@ import (
 
 	"vigil/units/api"
 	"vigil/units/cgroup"
-	"vigil/units/unitfile"
 )
 
 // TestMountHelperRunsInTheMountsCgroup: a mount unit gets its cgroup
@@ -81,28 +80,7 @@ func TestMountHelperRunsInTheMountsCgroup(t *testing.T) {
 // process, so the group stays empty). A 16 MB swap file as in
 // TestSwapUnitActivatesAndDeactivates.
 func TestSwapHasItsCgroup(t *testing.T) {
-	if os.Getuid() != 0 {
-		t.Skip("swapon needs root")
-	}
-	mkswap, err := exec.LookPath("mkswap")
-	if err != nil {
-		t.Skip("mkswap not installed")
-	}
-	dir, err := os.MkdirTemp("/var/tmp", "vigil-swap-cg-")
-	if err != nil {
-		t.Skip(err)
-	}
-	defer os.RemoveAll(dir)
-	file := filepath.Join(dir, "swapfile")
-	if out, err := exec.Command("dd", "if=/dev/zero", "of="+file, "bs=1M", "count=16").CombinedOutput(); err != nil {
-		t.Skipf("dd: %v %s", err, out)
-	}
-	os.Chmod(file, 0o600)
-	if out, err := exec.Command(mkswap, file).CombinedOutput(); err != nil {
-		t.Skipf("mkswap: %v %s", err, out)
-	}
-	name, _ := unitfile.DeviceUnitName(file)
-	name = strings.TrimSuffix(name, ".device") + ".swap"
+	file, name := swapFile(t)
 	h, tree := newCgroupHarness(t, map[string]string{name: "[swap]\n"})
 	defer exec.Command("swapoff", file).Run()
 	if res, why := h.start(name); res != api.ResultDone {

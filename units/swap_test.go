@@ -11,10 +11,11 @@ import (
 	"vigil/units/unitfile"
 )
 
-// TestSwapUnitActivatesAndDeactivates swaps on a 16 MB file made with
-// mkswap in the test's directory (ext4 on the host; tmpfs cannot hold swap
-// files) and off again.
-func TestSwapUnitActivatesAndDeactivates(t *testing.T) {
+// swapFile makes a 16 MB swap file with mkswap under /var/tmp (ext4 on the
+// host; tmpfs cannot hold swap files) and returns it with its swap unit's
+// name; it skips where swap cannot be made.
+func swapFile(t *testing.T) (file, unit string) {
+	t.Helper()
 	if os.Getuid() != 0 {
 		t.Skip("swapon needs root")
 	}
@@ -26,8 +27,8 @@ func TestSwapUnitActivatesAndDeactivates(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
-	defer os.RemoveAll(dir)
-	file := filepath.Join(dir, "swapfile")
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	file = filepath.Join(dir, "swapfile")
 	if out, err := exec.Command("dd", "if=/dev/zero", "of="+file, "bs=1M", "count=16").CombinedOutput(); err != nil {
 		t.Skipf("dd: %v %s", err, out)
 	}
@@ -36,7 +37,14 @@ func TestSwapUnitActivatesAndDeactivates(t *testing.T) {
 		t.Skipf("mkswap: %v %s", err, out)
 	}
 	name, _ := unitfile.DeviceUnitName(file)
-	name = strings.TrimSuffix(name, ".device") + ".swap"
+	return file, strings.TrimSuffix(name, ".device") + ".swap"
+}
+
+// TestSwapUnitActivatesAndDeactivates swaps on a 16 MB file made with
+// mkswap in the test's directory (ext4 on the host; tmpfs cannot hold swap
+// files) and off again.
+func TestSwapUnitActivatesAndDeactivates(t *testing.T) {
+	file, name := swapFile(t)
 	bad := strings.TrimSuffix(name, ".swap") + "x.swap"
 	h := newHarness(t, map[string]string{
 		name: "[swap]\npriority = 3\noptions = \"discard\"\n",
