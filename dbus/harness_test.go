@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -39,6 +40,10 @@ const serveEnv = "VIGIL_DBUS_TEST_SERVE"
 
 // busEnv, in server mode, also serves the system bus at that socket.
 const busEnv = "VIGIL_DBUS_TEST_BUS"
+
+// profileEnv, in server mode, writes a CPU profile of the server to that
+// file when it stops (for the benchmarks of real clients).
+const profileEnv = "VIGIL_DBUS_TEST_CPUPROFILE"
 
 // serverMain runs a manager with its D-Bus server on dir/units and
 // dir/private until stdin closes.
@@ -79,6 +84,19 @@ func serverMain(dir string) int {
 	}
 	if bus := os.Getenv(busEnv); bus != "" {
 		go srv.ServeSystemBus(ctx, bus)
+	}
+	if path := os.Getenv(profileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			logf("profile: %v", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			logf("profile: %v", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Println("ready")
 	io.Copy(io.Discard, os.Stdin)
@@ -121,6 +139,7 @@ type procHarness struct {
 	sock  string
 	stdin io.WriteCloser
 	logs  *syncBuffer
+	pid   int // the server's
 }
 
 type syncBuffer struct {
@@ -169,6 +188,7 @@ func newProcHarness(t testing.TB, files map[string]string, env ...string) *procH
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	h.pid = cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
