@@ -229,6 +229,7 @@ func (a *unitsAdapter) describe(name string) UnitProps {
 	p.FreezerState, p.CanFreeze = a.m.FreezerState(u.Name), a.m.CanFreeze(u.Name)
 	p.CanClean, p.CleanResult = a.m.CanClean(u.Name), a.m.CleanResult(u.Name)
 	p.Directories, p.DirectoriesPreserve = execDirectories(a.m.ExecDirectories(u.Name))
+	p.TimeoutClean = a.m.TimeoutClean(u.Name)
 	if cmds, ok := a.m.SocketCommands(u.Name); ok {
 		// The Socket interface reads its Exec* lists from Service.Exec,
 		// as the Service interface does.

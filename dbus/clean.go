@@ -3,8 +3,10 @@ package dbus
 import (
 	"errors"
 	"strings"
+	"time"
 
 	"vigil/units"
+	"vigil/units/unitfile"
 )
 
 // Cleaning a unit's directories (`systemctl clean`), as systemd's
@@ -131,5 +133,14 @@ func execDirectoryProperties() []property {
 			}))
 		}
 	}
-	return append(ps, constProp("TimeoutCleanUSec", uint64(unknownU64)))
+	return append(ps, unitProp("TimeoutCleanUSec", "t", func(u *UnitProps) any { return timeoutCleanUSec(u.TimeoutClean) }))
+}
+
+// timeoutCleanUSec is timeout-clean in µs, UINT64_MAX (infinity) when it
+// is unset or infinite, as systemd sends TimeoutCleanUSec.
+func timeoutCleanUSec(d time.Duration) uint64 {
+	if d <= 0 || d == unitfile.Infinity {
+		return unknownU64
+	}
+	return uint64(d / time.Microsecond)
 }

@@ -163,6 +163,9 @@ type UnitProps struct {
 	// friends) and RuntimeDirectoryPreserve (see clean.go).
 	Directories         []ExecDirectory
 	DirectoriesPreserve string
+	// TimeoutClean is timeout-clean (TimeoutCleanUSec): 0 or infinity
+	// for none.
+	TimeoutClean time.Duration
 }
 
 // ServiceProps is the Service interface's state.

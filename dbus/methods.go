@@ -464,6 +464,9 @@ func (c *call) startTransient() ([]any, error) {
 		}
 		return nil, err
 	}
+	if spec.Controller != "" {
+		c.s.watchController(c, spec.Controller) // controller.go
+	}
 	return []any{JobPath(j.ID)}, nil
 }
 

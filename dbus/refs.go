@@ -91,7 +91,7 @@ func (s *Server) releaseRefs(p *peerConn, sender string) {
 }
 
 // busSignal handles a signal the bus sent us: NameOwnerChanged of a
-// client that held references.
+// client that held references or of a scope's controller.
 func (s *Server) busSignal(p *peerConn, frame []byte) {
 	msg, err := decodeFrame(frame)
 	if err != nil {
@@ -108,4 +108,5 @@ func (s *Server) busSignal(p *peerConn, frame []byte) {
 		return
 	}
 	go s.releaseRefs(p, name)
+	go s.busNameGone(p, name) // a scope's controller (controller.go)
 }

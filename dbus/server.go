@@ -66,6 +66,11 @@ type Server struct {
 	refMu sync.Mutex
 	refs  map[refHolder]map[string]int
 
+	// controllers are the scope controllers watched on the bus, by
+	// connection (controller.go).
+	ctlMu       sync.Mutex
+	controllers map[*peerConn]map[string]bool
+
 	mu        sync.Mutex
 	conns     map[*peerConn]struct{}
 	listeners []net.Listener

@@ -159,6 +159,7 @@ func (s *Server) serveBusOnce(ctx context.Context, socketPath string) error {
 	s.opts.Logf("dbus: serving %s on %s as %s", busName, socketPath, p.name)
 	stopScopeStops := s.offerScopeStops(p)
 	defer stopScopeStops()
+	defer s.forgetControllersOf(p) // controller.go
 	<-served
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"vigil/observer"
 	"vigil/observer/audit"
 	"vigil/observer/fanotify"
+	"vigil/units"
 )
 
 // newAuditor loads the audit policy (Config.AuditConfig; none when empty).
@@ -64,7 +65,7 @@ func (vm *Manager) startAudit(files *fanotify.Source, filesErr error) {
 		why = filesErr.Error()
 	}
 	if err := vm.audit.Start(marker, why); err != nil {
-		vm.units.Logf("audit: %v", err)
+		vm.units.LogAt(units.LevelWarning, "audit: %v", err)
 		return
 	}
 	if vm.cfg.AuditConfig == "" {
@@ -73,7 +74,7 @@ func (vm *Manager) startAudit(files *fanotify.Source, filesErr error) {
 	// Editing audit.toml reloads it. Without its directory, only
 	// `initctl audit reload` (or daemon-reload) does.
 	if err := vm.audit.WatchConfig(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		vm.units.Logf("audit: cannot watch %s: %v (reload with initctl audit reload)", vm.cfg.AuditConfig, err)
+		vm.units.LogAt(units.LevelWarning, "audit: cannot watch %s: %v (reload with initctl audit reload)", vm.cfg.AuditConfig, err)
 	}
 }
 

@@ -41,7 +41,8 @@ initctl audit status | grep -E '^(  Mode|Enforcing)'
 echo "== permissive, by editing the file"
 sed 's/"enforce"/"permissive"/' /etc/vigil/audit.toml > /etc/vigil/audit.toml.new
 mv /etc/vigil/audit.toml.new /etc/vigil/audit.toml
-for i in $(seq 1 100); do initctl audit status | grep -q 'Mode: permissive' && break; sleep 0.1; done
+# A deadline for the inotify reload, not a speed: 600 rounds of an initctl.
+for i in $(seq 1 600); do initctl audit status | grep -q 'Mode: permissive' && break; sleep 0.1; done
 initctl audit status | grep -E '^  Mode'
 try /tmp/evil
 initctl audit -n 1 -o json

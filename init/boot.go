@@ -19,6 +19,7 @@ import (
 	"vigil/init/early"
 	"vigil/init/kmod"
 	"vigil/init/shutdown"
+	"vigil/units"
 	"vigil/units/api"
 )
 
@@ -254,6 +255,7 @@ func runPID1(cmd cmdline.Cmdline, cmdText string, execUptime time.Duration, cont
 		KernelCommandLine: cmdText,
 		Virtualization:    virtualization,
 		Logf:              log.managerLogf,
+		Log:               log.managerLog,
 		OnDefaultTarget: func(name, result string) {
 			up, _ := early.Uptime()
 			if result == api.ResultDone {
@@ -519,22 +521,31 @@ func (c *consoleLog) debugf(format string, args ...any) {
 	}
 }
 
-// managerLogf is the manager's Logf: the line is shown when its level
-// (managerLineLevel) is within the console's.
-func (c *consoleLog) managerLogf(format string, args ...any) {
-	line := fmt.Sprintf(format, args...)
-	if managerLineLevel(line) <= c.max {
+// managerLog is the manager's levelled log (units.Options.Log): the line
+// is shown when the level its code gave it is within the console's.
+func (c *consoleLog) managerLog(level units.Level, line string) {
+	if logLevel(level) <= c.max {
 		fmt.Fprintf(c.w, "vigil: %s\n", line)
 	}
 }
 
-// managerLineLevel gives a manager log line its syslog level. The
-// manager's Logf carries no level, so the level is read from the words
-// of the line, after the levels systemd logs the same messages at:
-// successful exits, timer elapses and observer traffic are debug;
-// failures are err; refusals, timeouts and things ignored are warning;
-// unclean exits and kills are notice; the rest is info.
-func managerLineLevel(line string) logLevel {
+// managerLogf takes the lines of the sources that log without a level (the
+// observer's loop and sources, the control and observer sockets, D-Bus,
+// audit): the line is shown when its guessed level (guessLineLevel) is
+// within the console's.
+func (c *consoleLog) managerLogf(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if guessLineLevel(line) <= c.max {
+		fmt.Fprintf(c.w, "vigil: %s\n", line)
+	}
+}
+
+// guessLineLevel gives a line from a source without levels its syslog
+// level from its words. Those sources log mostly trouble: panics are crit,
+// failures err, things refused, dropped or late warning; their few routine
+// lines ("dbus: serving") are debug; the rest is info. The units manager's
+// lines never come here: their code gives their level (units.Level).
+func guessLineLevel(line string) logLevel {
 	has := func(words ...string) bool {
 		for _, w := range words {
 			if strings.Contains(line, w) {
@@ -544,19 +555,14 @@ func managerLineLevel(line string) logLevel {
 		return false
 	}
 	switch {
-	case strings.HasPrefix(line, "debug: "), strings.HasSuffix(line, "exited, code=exited, status=0"),
-		strings.HasSuffix(line, "exited, status=0"),
-		has("Timer elapsed", "Main PID is now", "dbus: serving", "Device is plugged in", "coldplug: "):
+	case strings.HasPrefix(line, "debug: "), has("dbus: serving"):
 		return levelDebug
 	case has("PANIC", "panic"):
 		return levelCrit
-	case has("Failed", "failed", "cannot", "Cannot", "Could not", "could not", "Assertion", "OOM killer", "Watchdog timeout"):
+	case has("Failed", "failed", "cannot", "Cannot", "Could not", "could not"):
 		return levelErr
-	case has("Warning", "warning", "did not answer", "timed out", "ignored", "Ignoring", "refusing", "dropped",
-		"repeated too quickly", "still has processes", "still around", "without cgroups", "missing", "autoload for"):
+	case has("Warning", "warning", "did not answer", "timed out", "ignored", "Ignoring", "refusing", "dropped", "missing"):
 		return levelWarning
-	case has("exited", "killed", "bound to inactive"):
-		return levelNotice
 	}
 	return levelInfo
 }

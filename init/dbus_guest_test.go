@@ -261,11 +261,14 @@ description = "Failing test"
 type = "oneshot"
 exec-start = "/bin/false"
 `,
+		// Long enough to be running at list-jobs however slowly systemctl
+		// starts on a loaded host (a 4 s sleep could end first); the
+		// script stops it after list-jobs.
 		"slow.service": `[unit]
 description = "Slow one-shot"
 [service]
 type = "oneshot"
-exec-start = ["/bin/sleep", "4"]
+exec-start = ["/bin/sleep", "600"]
 `,
 		"killme.service": `[unit]
 description = "Service to kill"
@@ -335,9 +338,11 @@ step try-restart-inactive-state systemctl is-active killme.service
 step restart-noblock systemctl --no-block restart sleeper.service
 step start-slow-noblock systemctl --no-block start slow.service
 step list-jobs systemctl list-jobs
+systemctl stop slow.service
 step start-killme systemctl start killme.service
 step kill systemctl kill killme.service
-sleep 1
+# kill returns once the signal is sent: wait for the unit to take the exit.
+for i in $(seq 1 300); do case "$(initctl is-active killme.service)" in inactive|failed) break;; esac; sleep 0.1; done
 step killed-state systemctl show -p ActiveState,Result killme.service
 step reset-failed systemctl reset-failed fail.service
 step after-reset-failed systemctl is-failed fail.service

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"vigil/init/cmdline"
+	"vigil/units"
 )
 
 func TestParseLogLevel(t *testing.T) {
@@ -44,19 +45,29 @@ func FuzzParseLogLevel(f *testing.F) {
 }
 
 // TestConsoleLogFiltersByLevel feeds the console filter lines the manager
-// really logs and checks which reach the console at each setting.
+// really logs, at the levels its code gives them, and lines of sources
+// without levels, and checks which reach the console at each setting.
 func TestConsoleLogFiltersByLevel(t *testing.T) {
-	lines := map[string]logLevel{
-		"hello.service: Main process exited, code=exited, status=0":                  levelDebug,
-		"hello.service: Main process exited, code=killed, signal=KILL":               levelNotice,
-		"hello.service: Failed with result 'exit-code'.":                             levelErr,
-		"hello.service: State 'stop-sigterm' timed out. Killing.":                    levelWarning,
-		"hello.service: Scheduled restart in 100ms (restart counter is at 1).":       levelInfo,
-		"observer: hold 3 (fanotify open): g/o did not answer in time; taking allow": levelWarning,
+	managerLines := map[string]units.Level{
+		"hello.service: Main process exited, code=exited, status=0":             units.LevelDebug,
+		"hello.service: Main process exited, code=killed, signal=KILL":          units.LevelNotice,
+		"hello.service: Failed with result 'exit-code'.":                        units.LevelWarning,
+		"hello.service: State 'stop-sigterm' timed out. Killing.":               units.LevelWarning,
+		"hello.service: Scheduled restart in 100ms (restart counter is at 1).":  units.LevelInfo,
+		"hello.service: Failed to execute /bin/nope: no such file or directory": units.LevelErr,
+		// Words do not decide: "failed" in an info line stays info.
+		"hello.service: Cleaning /var/lib/failed-jobs.": units.LevelInfo,
 	}
-	for line, want := range lines {
-		if got := managerLineLevel(line); got != want {
-			t.Errorf("level of %q = %v, want %v", line, got, want)
+	// Lines of sources without levels keep the guess.
+	unlevelledLines := map[string]logLevel{
+		"observer: hold 3 (fanotify open): g/o did not answer in time; taking allow": levelWarning,
+		"observer: recovered from panic in actor x: boom":                            levelCrit,
+		"dbus: serving org.freedesktop.systemd1 on /run/dbus as :1.2":                levelDebug,
+		"audit: loaded /etc/vigil/audit.toml: 3 rules, enforce mode":                 levelInfo,
+	}
+	for line, want := range unlevelledLines {
+		if got := guessLineLevel(line); got != want {
+			t.Errorf("guessed level of %q = %v, want %v", line, got, want)
 		}
 	}
 	for _, tc := range []struct {
@@ -74,16 +85,36 @@ func TestConsoleLogFiltersByLevel(t *testing.T) {
 		log := newConsoleLog(&out, cmdline.Parse(tc.cmdline))
 		out.Reset() // the warning about a bad value
 		log.debugf("a debug line")
-		for line := range lines {
+		for line, level := range managerLines {
+			log.managerLog(level, line)
+		}
+		for line := range unlevelledLines {
 			log.managerLogf("%s", line)
 		}
-		for line, level := range lines {
+		want := map[string]logLevel{}
+		for line, level := range managerLines {
+			want[line] = logLevel(level)
+		}
+		for line, level := range unlevelledLines {
+			want[line] = level
+		}
+		for line, level := range want {
 			if shown := strings.Contains(out.String(), "vigil: "+line+"\n"); shown != (level <= tc.max) {
 				t.Errorf("%q: line %q (%v) shown=%v", tc.cmdline, line, level, shown)
 			}
 		}
 		if shown := strings.Contains(out.String(), "vigil: debug: a debug line\n"); shown != (tc.max == levelDebug) {
 			t.Errorf("%q: debug line shown=%v", tc.cmdline, shown)
+		}
+	}
+}
+
+// TestConsoleLevelsMatchUnits: init's console levels and the manager's are
+// both syslog's numbers, so one converts to the other as it is.
+func TestConsoleLevelsMatchUnits(t *testing.T) {
+	for l := units.LevelEmerg; l <= units.LevelDebug; l++ {
+		if got := logLevel(l).String(); got != l.String() {
+			t.Errorf("units level %d is %q, console level %q", int(l), l.String(), got)
 		}
 	}
 }

@@ -49,6 +49,10 @@ type Config struct {
 	Color   bool
 	// Logf is the manager's own log; nil writes to stderr.
 	Logf func(format string, args ...any)
+	// Log, if set, receives the lines whose level their code decided
+	// (units.Options.Log and the manager's own); Logf then gets only the
+	// lines of sources that log without a level.
+	Log func(level units.Level, line string)
 	// KernelCommandLine and Virtualization feed conditions.
 	KernelCommandLine string
 	Virtualization    string
@@ -135,8 +139,16 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	if logf == nil {
 		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "vigil: "+format+"\n", args...) }
 	}
+	// warnf is for this file's own lines, all of them warnings.
+	warnf := func(format string, args ...any) {
+		if cfg.Log != nil {
+			cfg.Log(units.LevelWarning, fmt.Sprintf(format, args...))
+			return
+		}
+		logf(format, args...)
+	}
 	if err := closeInheritedOnExec(); err != nil {
-		logf("cannot keep inherited file descriptors from units: %v", err)
+		warnf("cannot keep inherited file descriptors from units: %v", err)
 	}
 	// The manager's life is its own: the caller's ctx ends it through Run,
 	// with an ordered stop, not by pulling the loop away.
@@ -153,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("log store: %w", err)
 	}
 	if err != nil {
-		logf("log store: %v (keeping logs in memory only)", err)
+		warnf("log store: %v (keeping logs in memory only)", err)
 	}
 	vm.logs = store
 	spec := unitfile.DefaultContext()
@@ -166,7 +178,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 			return nil, err
 		}
 		if warning != "" {
-			logf("%s", warning)
+			warnf("%s", warning)
 		}
 		tree = t
 	}
@@ -175,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	var fileAccess units.FileAccess
 	var guestFiles guests.FileAccess
 	if filesErr != nil {
-		logf("%v (path units watch with inotify only; nothing can hold file accesses)", filesErr)
+		warnf("%v (path units watch with inotify only; nothing can hold file accesses)", filesErr)
 	} else {
 		vm.files, fileAccess, guestFiles = files, files, files
 	}
@@ -188,6 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 		Console:           cfg.Console,
 		Color:             cfg.Color,
 		Logf:              logf,
+		Log:               cfg.Log,
 		Logs:              store,
 		KernelCommandLine: cfg.KernelCommandLine,
 		Virtualization:    cfg.Virtualization,
@@ -207,7 +220,7 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	vm.units = m
 	// Mount and automount units follow the mount table (units/mount.go).
 	if vm.mounts, err = mountinfo.Watch(vm.loop, mountinfo.Options{Logf: logf}); err != nil {
-		logf("mount table: %v (mount units will not see mounts)", err)
+		warnf("mount table: %v (mount units will not see mounts)", err)
 	}
 	m.SetLogReader(store)
 	m.SetShutdown(vm.requestShutdown)
@@ -227,13 +240,13 @@ func Start(ctx context.Context, cfg Config) (*Manager, error) {
 	vm.control = srv
 	if vm.guests, err = guests.Listen(vm.loop, cfg.ObserverSocket, guests.Options{Logf: logf,
 		FileAccess: guestFiles, FileAccessError: filesErr}); err != nil {
-		logf("observer socket: %v (outside guests cannot connect)", err)
+		warnf("observer socket: %v (outside guests cannot connect)", err)
 	}
 	if vm.bus, err = vdbus.NewServer(vdbus.NewUnitsAdapter(vm.loop, m), vdbus.Options{Logf: logf}); err != nil {
-		logf("D-Bus: %v", err)
+		warnf("D-Bus: %v", err)
 	} else {
 		if err := vm.bus.ListenPrivate(cfg.BusPrivate); err != nil {
-			logf("D-Bus private socket: %v", err)
+			warnf("D-Bus private socket: %v", err)
 		}
 		if cfg.SystemBus {
 			vm.loop.Do(vm.joinBusWhenUp)
@@ -345,12 +358,12 @@ func (vm *Manager) boot() {
 	// into the target's .wants/.
 	if len(vm.cfg.Wants) > 0 {
 		if err := vm.units.AddWants(target, vm.cfg.Wants); err != nil {
-			vm.units.Logf("boot: cannot add wants %v to %s: %v", vm.cfg.Wants, target, err)
+			vm.units.LogAt(units.LevelErr, "boot: cannot add wants %v to %s: %v", vm.cfg.Wants, target, err)
 		}
 	}
 	j, err := vm.units.Enqueue(target, api.JobStart, api.ModeReplace)
 	if err != nil {
-		vm.units.Logf("boot: cannot start %s: %v", target, err)
+		vm.units.LogAt(units.LevelErr, "boot: cannot start %s: %v", target, err)
 		if vm.cfg.OnDefaultTarget != nil {
 			vm.cfg.OnDefaultTarget(target, api.ResultFailed)
 		}
@@ -385,7 +398,7 @@ func (vm *Manager) requestShutdown(action string) error {
 	vm.units.ShuttingDown()
 	j, err := vm.units.Enqueue(target, api.JobStart, api.ModeIsolate)
 	if err != nil {
-		vm.units.Logf("shutdown: %v; stopping units directly", err)
+		vm.units.LogAt(units.LevelWarning, "shutdown: %v; stopping units directly", err)
 		vm.finishShutdown()
 		return nil
 	}

@@ -72,6 +72,11 @@ type KeepOptions struct {
 	// MinDelay and MaxDelay bound the backoff; zero means MinRestartDelay
 	// and MaxRestartDelay. Tests shorten them.
 	MinDelay, MaxDelay time.Duration
+	// HealthyAfter is how long a run must last to count as healthy (the
+	// next failure's backoff starts again at MinDelay); zero means
+	// MaxDelay. Tests that shorten MaxDelay to milliseconds set it apart:
+	// on a loaded machine a failing run alone can last that long.
+	HealthyAfter time.Duration
 }
 
 // KeeperState is where a kept goroutine stands.
@@ -128,6 +133,9 @@ func Keep(what string, opts KeepOptions, fn func() error) *Keeper {
 		opts.MaxDelay = MaxRestartDelay
 	}
 	opts.MaxDelay = max(opts.MaxDelay, opts.MinDelay)
+	if opts.HealthyAfter <= 0 {
+		opts.HealthyAfter = opts.MaxDelay
+	}
 	k := &Keeper{what: what, opts: opts, stop: make(chan struct{}), done: make(chan struct{}),
 		stats: KeeperStats{What: what, State: KeeperRunning}}
 	go k.run(fn)
@@ -150,7 +158,7 @@ func (k *Keeper) run(fn func() error) {
 			logf("%s failed and cannot be restarted: %v; it stays down", k.what, err)
 			return
 		}
-		if time.Since(began) > k.opts.MaxDelay {
+		if time.Since(began) > k.opts.HealthyAfter {
 			delay = k.opts.MinDelay
 		}
 		k.setState(KeeperBackoff, err)

@@ -38,7 +38,10 @@ func TestKeepRestartsAPanickingSourceUntilItWorks(t *testing.T) {
 	const panics = 3
 	var runs atomic.Int32
 	stop := make(chan struct{})
-	k := src.Keep("flaky reader", KeepOptions{Logf: rl.log.logf, MinDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond}, func() error {
+	// No run counts as healthy here: a panicking run (its stack logged,
+	// under -race on a loaded machine) can outlast the 4ms MaxDelay, and
+	// would reset the backoff this test checks (TestKeepBackoffResetsAfterAHealthyRun).
+	k := src.Keep("flaky reader", KeepOptions{Logf: rl.log.logf, MinDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond, HealthyAfter: time.Hour}, func() error {
 		if n := runs.Add(1); n <= panics {
 			panic(fmt.Sprintf("run %d", n))
 		}
@@ -148,5 +151,48 @@ func TestKeepSurvivesAPanickingLogger(t *testing.T) {
 	}
 	if runs.Load() != 3 || k.Stats().Restarts != 2 {
 		t.Errorf("runs %d, stats %+v: want 3 runs, 2 restarts", runs.Load(), k.Stats())
+	}
+}
+
+// TestKeepBackoffResetsAfterAHealthyRun: a run that lasted longer than
+// HealthyAfter starts the backoff again at MinDelay; quick failures double
+// it (the default HealthyAfter is MaxDelay).
+func TestKeepBackoffResetsAfterAHealthyRun(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		healthy time.Duration
+		sleep   time.Duration
+		want    []string
+	}{
+		{"long runs", time.Millisecond, 20 * time.Millisecond, []string{"1ms", "1ms", "1ms"}},
+		{"quick runs", time.Hour, 0, []string{"1ms", "2ms", "4ms"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			log := &logBuffer{}
+			var runs atomic.Int32
+			k := Keep("reader", KeepOptions{Logf: log.logf, MinDelay: time.Millisecond, MaxDelay: 8 * time.Millisecond, HealthyAfter: c.healthy}, func() error {
+				if runs.Add(1) > int32(len(c.want)) {
+					return nil
+				}
+				time.Sleep(c.sleep)
+				return errors.New("failed")
+			})
+			select {
+			case <-k.Done():
+			case <-time.After(wait):
+				t.Fatal("the keeper did not stop after a clean return")
+			}
+			var got []string
+			log.mu.Lock()
+			for _, l := range log.lines {
+				if _, delay, ok := strings.Cut(l, "restarting in "); ok {
+					got = append(got, delay)
+				}
+			}
+			log.mu.Unlock()
+			if strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Errorf("restart delays %q, want %q", got, c.want)
+			}
+		})
 	}
 }

@@ -149,19 +149,28 @@ func (c *collector) snapshot() []Event {
 	return append([]Event(nil), c.events...)
 }
 
-// waitFor blocks until at least n events arrived.
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.events)
+}
+
+// waitFor blocks until at least n events arrived. It counts on each wake
+// and copies once at the end: copying every time made the wait quadratic
+// (12000 events in TestDispatchOrderPerSource), and under -race on a
+// loaded machine the copies starved the loop past the deadline.
 func (c *collector) waitFor(t testing.TB, n int) []Event {
 	t.Helper()
 	timeout := time.After(wait)
 	for {
-		evs := c.snapshot()
-		if len(evs) >= n {
-			return evs
+		got := c.count()
+		if got >= n {
+			return c.snapshot()
 		}
 		select {
 		case <-c.ch:
 		case <-timeout:
-			t.Fatalf("got %d events, want %d", len(evs), n)
+			t.Fatalf("got %d events, want %d", got, n)
 		}
 	}
 }

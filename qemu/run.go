@@ -2,6 +2,8 @@ package qemu
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -204,7 +206,7 @@ func PrepareSpec(ctx context.Context, spec initramfs.Spec, moduleDir, kernel str
 				return spec, err
 			}
 		}
-		vigil, initctl, err := initramfs.BuildCommands(ctx, root, initramfs.DefaultBinaryCache())
+		vigil, initctl, err := initramfs.BuildCommands(ctx, root, binaryCacheFor(root))
 		if err != nil {
 			return spec, err
 		}
@@ -223,6 +225,16 @@ func PrepareSpec(ctx context.Context, spec initramfs.Spec, moduleDir, kernel str
 		spec.ModulesDir = dir
 	}
 	return spec, nil
+}
+
+// binaryCacheFor is where the commands built from the module at root are
+// kept: a directory of the shared cache per module root. One directory for
+// every tree let two checkouts on one host (a worktree, a copy under test)
+// rename their builds over each other between one's build and its image,
+// so that a guest booted the other tree's Vigil.
+func binaryCacheFor(root string) string {
+	sum := sha256.Sum256([]byte(root))
+	return filepath.Join(initramfs.DefaultBinaryCache(), hex.EncodeToString(sum[:6]))
 }
 
 func scriptImageSpec(ctx context.Context, cfg RunConfig, kernel string) (initramfs.Spec, error) {

@@ -118,7 +118,7 @@ func (a *automount) requestDeadline() time.Duration {
 
 func (a *automount) fail(result, format string, args ...any) {
 	a.result = result
-	a.u.Logf(format, args...)
+	a.u.errorf(format, args...)
 	a.setState(automountFailed)
 }
 
@@ -136,7 +136,7 @@ func (a *automount) Start() error {
 	u, loop := a.u, a.m.loop
 	logf := func(format string, args ...any) {
 		line := fmt.Sprintf(format, args...)
-		loop.Do(func() { u.Logf("%s", line) })
+		loop.Do(func() { u.warnf("%s", line) })
 	}
 	trigger, err := autofs.Start(autofs.Options{
 		Where:           where,
@@ -195,7 +195,7 @@ func (a *automount) onRequest(ev *observer.Event) {
 	switch ev.Kind {
 	case autofs.KindMissing:
 		a.missing = append(a.missing, ev.Hold.ID)
-		a.u.Logf("Got automount request for %s, triggered by %s (pid %s).", a.cfg.Where, processName(ev.Attr("pid")), ev.Attr("pid"))
+		a.u.infof("Got automount request for %s, triggered by %s (pid %s).", a.cfg.Where, processName(ev.Attr("pid")), ev.Attr("pid"))
 		mb := a.mountBehaviour(target)
 		if mb != nil {
 			mb.automountStart = true
@@ -205,7 +205,7 @@ func (a *automount) onRequest(ev *observer.Event) {
 			if mb != nil {
 				mb.automountStart = false
 			}
-			a.u.Logf("Failed to start %s: %v", target, err)
+			a.u.warnf("Failed to start %s: %v", target, err)
 			a.answerAll(&a.missing, observer.Deny)
 			return
 		}
@@ -222,10 +222,10 @@ func (a *automount) onRequest(ev *observer.Event) {
 			a.settle()
 			return
 		}
-		a.u.Logf("Got expire request for %s; stopping %s.", a.cfg.Where, target)
+		a.u.infof("Got expire request for %s; stopping %s.", a.cfg.Where, target)
 		j, err := a.m.Enqueue(target, api.JobStop, api.ModeReplace)
 		if err != nil {
-			a.u.Logf("Failed to stop %s: %v", target, err)
+			a.u.warnf("Failed to stop %s: %v", target, err)
 			a.answerAll(&a.expiring, observer.Deny)
 			return
 		}
@@ -274,7 +274,7 @@ func (a *automount) settle() {
 		a.answerAll(&a.expiring, observer.Deny)
 	case down:
 		if len(a.missing) > 0 {
-			a.u.Logf("%s is not active: failing %d waiting access(es).", a.target(), len(a.missing))
+			a.u.warnf("%s is not active: failing %d waiting access(es).", a.target(), len(a.missing))
 		}
 		a.answerAll(&a.missing, observer.Deny)
 		a.answerAll(&a.expiring, observer.Allow)
@@ -348,14 +348,14 @@ func (a *automount) Stop() error {
 		}
 		j, err := a.m.Enqueue(target, api.JobStop, api.ModeReplace)
 		if err != nil {
-			a.u.Logf("Failed to stop %s: %v", target, err)
+			a.u.warnf("Failed to stop %s: %v", target, err)
 			a.finishStop()
 			return
 		}
 		j.OnDone(func(j *Job) {
 			if a.stopping && j.Result != api.ResultDone {
 				// It stays mounted: the trigger goes anyway (lazily).
-				a.u.Logf("Stopping %s: %s; detaching it.", target, j.Result)
+				a.u.warnf("Stopping %s: %s; detaching it.", target, j.Result)
 				a.finishStop()
 			}
 		})
@@ -376,10 +376,10 @@ func (a *automount) finishStop() {
 	}
 	if a.trigger != nil {
 		if err := a.trigger.Close(); err != nil {
-			a.u.Logf("%v", err)
+			a.u.warnf("%v", err)
 		}
 		if err := unmountTrigger(a.cfg.Where); err != nil {
-			a.u.Logf("%v", err)
+			a.u.warnf("%v", err)
 		}
 		a.trigger = nil
 	}
@@ -417,12 +417,12 @@ func (a *automount) Reconfigure() {
 		return
 	}
 	if a.cfg.Where != old.Where {
-		a.u.Logf("where changed from %s to %s: takes effect when the unit is restarted.", old.Where, a.cfg.Where)
+		a.u.noticef("where changed from %s to %s: takes effect when the unit is restarted.", old.Where, a.cfg.Where)
 		a.cfg.Where = old.Where
 	}
 	if idleOf(a.cfg) != idleOf(old) {
 		if err := a.trigger.SetIdleTimeout(idleOf(a.cfg)); err != nil {
-			a.u.Logf("%v", err)
+			a.u.warnf("%v", err)
 		}
 	}
 	a.trigger.SetRequestDeadline(a.requestDeadline())

@@ -5,12 +5,12 @@ package units
 // none) stays, watched, as systemd leaves it.
 func (m *Manager) releaseUnitCgroup(u *Unit, rel string) bool {
 	if populated, _ := m.cgroups.Populated(rel); populated {
-		u.Logf("Unit's cgroup %s still has processes; left in place.", m.cgroups.Name(rel))
+		u.warnf("Unit's cgroup %s still has processes; left in place.", m.cgroups.Name(rel))
 		return false
 	}
 	m.cgroupEvents.Unwatch(m.cgroups.Path(rel))
 	if err := m.cgroups.Remove(rel); err != nil {
-		u.Logf("%v", err)
+		u.warnf("%v", err)
 	}
 	return true
 }

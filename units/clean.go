@@ -3,8 +3,12 @@ package units
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	"vigil/observer"
+	"vigil/units/unitfile"
 )
 
 // Cleaning (`systemctl clean`, systemd's Unit.Clean): removing the
@@ -14,7 +18,12 @@ import (
 // is in systemd's "maintenance" state, sub-state "cleaning", and jobs for
 // it wait. Then it is inactive again, with a clean result of success or
 // exit-code (something could not be removed), which `systemctl clean`
-// turns into its exit status.
+// turns into its exit status. timeout-clean (systemd's TimeoutCleanSec=,
+// default infinity) bounds the removal: when it passes, the removal is
+// told to stop (cleanremove.go) and the unit is failed at once, with
+// clean result timeout and, for a service, result timeout. (systemd kills
+// its rm helper with SIGKILL there, so that its service's Result reads
+// signal; Vigil has no helper process to kill.)
 
 // StateMaintenance is systemd's active state of a unit whose resources
 // are being cleaned.
@@ -35,6 +44,9 @@ var (
 type cleanRun struct {
 	running bool
 	result  string
+	// stop tells the removal to stop: timeout-clean passed.
+	stop  atomic.Bool
+	timer observer.TimerID
 }
 
 // ParseCleanMask turns `systemctl clean --what=` resource names (runtime,
@@ -96,28 +108,66 @@ func (m *Manager) CleanUnit(name string, what []string) error {
 	run := &cleanRun{running: true, result: resultSuccess}
 	m.cleans[u] = run
 	sub := u.sub
-	u.Logf("Cleaning %s.", strings.Join(paths, ", "))
+	u.infof("Cleaning %s.", strings.Join(paths, ", "))
 	u.SetState(StateMaintenance, "cleaning")
-	go func() {
+	if d := u.execContext().TimeoutClean; d > 0 && d != unitfile.Infinity {
+		run.timer = m.AfterFunc(d, func() {
+			run.timer = 0
+			m.cleanTimedOut(u, run)
+		})
+	}
+	go observer.Guard("clean of "+u.Name, m.logf, func() {
+		// The removal may hang in a dead file system: see sigmask.go.
+		if err := keepSignalsOffThisThread(); err != nil {
+			m.logf("clean of %s: block signals on its thread: %v", u.Name, err)
+		}
 		var failed []string
 		for _, p := range paths {
-			if err := os.RemoveAll(p); err != nil {
+			if err := removeTree(p, &run.stop); err != nil {
 				failed = append(failed, err.Error())
 			}
 		}
-		m.loop.Do(func() {
-			run.running = false
-			if len(failed) > 0 {
-				run.result = "exit-code"
-				u.Logf("Cleaning failed: %s", strings.Join(failed, "; "))
-			} else {
-				delete(m.cleans, u)
-			}
-			u.SetState(StateInactive, sub)
-			m.dispatchJobs()
-		})
-	}()
+		m.loop.Do(func() { m.cleanEnded(u, run, sub, failed) })
+	})
 	return nil
+}
+
+// cleanEnded takes the end of u's removal, on the loop: u is inactive
+// again (sub-state sub), unless timeout-clean has failed it already.
+func (m *Manager) cleanEnded(u *Unit, run *cleanRun, sub string, failed []string) {
+	if run.stop.Load() {
+		u.infof("The abandoned clean has ended.")
+		return
+	}
+	m.StopTimer(run.timer)
+	run.timer = 0
+	run.running = false
+	if len(failed) > 0 {
+		run.result = "exit-code"
+		u.warnf("Cleaning failed: %s", strings.Join(failed, "; "))
+	} else if m.cleans[u] == run {
+		delete(m.cleans, u)
+	}
+	u.SetState(StateInactive, sub)
+	m.dispatchJobs()
+}
+
+// cleanTimedOut ends a clean that outlived timeout-clean: the removal is
+// told to stop, and u fails with result timeout; its jobs go on.
+func (m *Manager) cleanTimedOut(u *Unit, run *cleanRun) {
+	if !run.running || m.cleans[u] != run {
+		return
+	}
+	run.stop.Store(true)
+	run.running = false
+	run.result = resultTimeout
+	u.warnf("Cleaning timed out. Abandoning the removal.")
+	if f, ok := u.behaviour.(interface{ failClean(result string) }); ok {
+		f.failClean(resultTimeout)
+	} else {
+		u.SetState(StateFailed, "failed")
+	}
+	m.dispatchJobs()
 }
 
 // canClean reports whether u's type has directories to clean: the types
@@ -193,4 +243,18 @@ func (m *Manager) ExecDirectories(name string) ([]ExecDirectory, string) {
 		out = append(out, ExecDirectory{Kind: k.Name(), Paths: dirs, Mode: uint32(mode)})
 	}
 	return out, string(ec.RuntimeDirectoryPreserve)
+}
+
+// TimeoutClean is u's timeout-clean (unitfile.Infinity: none); 0 for a
+// unit that cannot be cleaned.
+func (m *Manager) TimeoutClean(name string) time.Duration {
+	u := m.units[name]
+	if u == nil || !canClean(u) {
+		return 0
+	}
+	ec := u.execContext()
+	if ec == nil {
+		return 0
+	}
+	return ec.TimeoutClean
 }

@@ -61,7 +61,7 @@ func (m *Manager) scan() ReloadSummary {
 	m.problems = append(m.problems[:0], genProblems...)
 	for _, p := range problems {
 		m.problems = append(m.problems, p.Error())
-		m.logf("%v", p)
+		m.errorf("%v", p)
 	}
 	seen := map[string]bool{}
 	names := make([]string, 0, len(cfgs))
@@ -245,7 +245,7 @@ func (m *Manager) newBehaviour(u *Unit) Behaviour {
 				// that does not parse makes the unit a bad setting.
 				u.LoadState = LoadBadSetting
 				u.LoadError = fmt.Sprintf("%s: %v", u.Fragment, err)
-				m.logf("%s: %v", u.Name, u.LoadError)
+				m.errorf("%s: %v", u.Name, u.LoadError)
 				return &inertBehaviour{u: u}
 			}
 			return t

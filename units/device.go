@@ -186,7 +186,7 @@ func (m *Manager) startDevices() error {
 		case errors.Is(err, fs.ErrNotExist):
 		default:
 			// Rules with errors apply nothing; the devices still appear.
-			m.logf("%v", err)
+			m.warnf("%v", err)
 			m.consoleLine(consoleWarn, "%v", err)
 		}
 	}
@@ -211,7 +211,7 @@ func (m *Manager) startDevices() error {
 		return err
 	}
 	if o.Listen {
-		l, err := uevent.Listen(m.loop, uevent.ListenOptions{SourceName: o.SourceName, Logf: m.logf})
+		l, err := uevent.Listen(m.loop, uevent.ListenOptions{SourceName: o.SourceName, Logf: m.warnf})
 		if err != nil {
 			return fmt.Errorf("device events: %w", err)
 		}
@@ -293,7 +293,7 @@ func (m *Manager) deviceWorker(coldplug bool) {
 			return
 		case u := <-d.work:
 			if u == nil {
-				m.logf("device events were lost; walking /sys again")
+				m.warnf("device events were lost; walking /sys again")
 				m.coldplug()
 				continue
 			}
@@ -309,11 +309,11 @@ func (m *Manager) coldplug() {
 	took := time.Since(start)
 	if err != nil {
 		d.errors.Add(1)
-		m.logf("%v", err)
+		m.warnf("%v", err)
 	}
 	m.loop.Do(func() {
 		d.coldplugged, d.coldplugTime, d.coldplugRunning = n, took, false
-		m.logf("coldplug: %d devices in %v", n, took.Round(time.Millisecond))
+		m.debugf("coldplug: %d devices in %v", n, took.Round(time.Millisecond))
 	})
 }
 
@@ -333,10 +333,10 @@ func (m *Manager) processUevent(raw *uevent.Uevent) {
 		loaded, err := uevent.Autoload(&u, o.ResolveModule, o.LoadModule)
 		if err != nil {
 			d.errors.Add(1)
-			m.logf("%v", err)
+			m.warnf("%v", err)
 		}
 		if len(loaded) > 0 {
-			m.logf("device %s: loaded module %s for %s", u.DevPath, strings.Join(loaded, " "), u.Modalias)
+			m.infof("device %s: loaded module %s for %s", u.DevPath, strings.Join(loaded, " "), u.Modalias)
 			m.loop.Do(func() { d.modulesLoaded = append(d.modulesLoaded, loaded...) })
 		}
 	}
@@ -363,18 +363,18 @@ func (m *Manager) processUevent(raw *uevent.Uevent) {
 			if o.ProbeFilesystems || o.ManageNodes {
 				part, err := devnode.ProbePartition(o.SysRoot, o.DevRoot, node, u.DevPath, u.Env)
 				if err != nil {
-					m.logf("device %s: %v", node, err)
+					m.warnf("device %s: %v", node, err)
 				}
 				links = append(links, part...)
 			}
 			if o.ManageNodes {
 				if err := devnode.Apply(o.DevRoot, links); err != nil {
 					d.errors.Add(1)
-					m.logf("device %s: %v", node, err)
+					m.warnf("device %s: %v", node, err)
 				}
 				if err := devnode.Prune(o.DevRoot, node, links); err != nil {
 					d.errors.Add(1)
-					m.logf("device %s: %v", node, err)
+					m.warnf("device %s: %v", node, err)
 				}
 				if len(links) > 0 {
 					paths := make([]string, len(links))
@@ -388,7 +388,7 @@ func (m *Manager) processUevent(raw *uevent.Uevent) {
 			if o.ManageNodes {
 				if err := devnode.Prune(o.DevRoot, node, nil); err != nil {
 					d.errors.Add(1)
-					m.logf("device %s: %v", node, err)
+					m.warnf("device %s: %v", node, err)
 				}
 			}
 		}
@@ -396,7 +396,7 @@ func (m *Manager) processUevent(raw *uevent.Uevent) {
 	if o.ManageNodes && d.rules != nil {
 		if err := d.rules.Apply(&u, o.DevRoot); err != nil {
 			d.errors.Add(1)
-			m.logf("%v", err)
+			m.warnf("%v", err)
 		}
 	}
 	ev := uevent.Event(&u)
@@ -426,7 +426,7 @@ func (m *Manager) probeFilesystem(node string) (blkid.Identity, bool) {
 	id, err := blkid.ProbeIdentity(f)
 	if err != nil {
 		if !errors.Is(err, blkid.ErrUnknown) {
-			m.logf("probe %s: %v", node, err)
+			m.warnf("probe %s: %v", node, err)
 		}
 		return blkid.Identity{}, false
 	}
@@ -645,7 +645,7 @@ func (dev *device) Stop() error {
 		return nil
 	}
 	if j := u.job; j != nil && j.State == jobRunning {
-		u.Logf("Device is plugged in; it stays active until it is removed.")
+		u.debugf("Device is plugged in; it stays active until it is removed.")
 		u.m.finishJob(j, api.ResultDone, "")
 	}
 	return nil
@@ -708,7 +708,7 @@ func (m *Manager) syncTriggers() {
 				Actions: []observer.Action{{Kind: api.JobStart, Args: map[string]string{"unit": u.Name}}},
 			})
 			if err != nil {
-				u.Logf("Cannot register trigger: %v", err)
+				u.errorf("Cannot register trigger: %v", err)
 				continue
 			}
 			d.triggers[u.Name] = append(d.triggers[u.Name], id)

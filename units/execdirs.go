@@ -21,11 +21,14 @@ import (
 // (parents 0755 and root's, the directory itself with its mode and, but
 // for configuration, owned by the unit's user) and passes their absolute
 // paths, joined with ':', in $RUNTIME_DIRECTORY, $STATE_DIRECTORY, ...
-// The runtime ones go when the unit goes down (inactive or failed) unless
-// runtime-directory-preserve says yes, or restart while a restart job
-// runs; that removal is synchronous, on the loop, so that a start right
-// after cannot lose its fresh directory to it (they live in /run, a
-// tmpfs). The others stay until `systemctl clean` (clean.go).
+// The runtime ones go whenever the unit goes dead, as systemd's
+// unit_destroy_runtime_data has it: with runtime-directory-preserve = "no"
+// always, also before an automatic restart (the next run starts with an
+// empty directory); with "restart" unless the unit will start again (a
+// restart job, or an automatic restart); with "yes" never. That removal is
+// synchronous, on the loop, so that a start right after cannot lose its
+// fresh directory to it (they live in /run, a tmpfs). The others stay
+// until `systemctl clean` (clean.go).
 
 // ExecDirectoryRoots are the roots of the units' own directories; an
 // empty field means systemd's.
@@ -209,8 +212,9 @@ func makeExecDirectory(p string, mode os.FileMode, owner *exec.Credential) error
 }
 
 // removeRuntimeDirectories removes u's runtime directories when it goes
-// down, unless runtime-directory-preserve keeps them.
-func (m *Manager) removeRuntimeDirectories(u *Unit) {
+// dead, unless runtime-directory-preserve keeps them; willRestart says
+// that the unit goes into an automatic restart.
+func (m *Manager) removeRuntimeDirectories(u *Unit, willRestart bool) {
 	ec := u.execContext()
 	if ec == nil || len(ec.RuntimeDirectory) == 0 {
 		return
@@ -219,13 +223,16 @@ func (m *Manager) removeRuntimeDirectories(u *Unit) {
 	case "yes":
 		return
 	case "restart":
+		if willRestart {
+			return
+		}
 		if j := u.job; j != nil && (j.Type == api.JobRestart || j.Type == api.JobTryRestart || j.Type == api.JobReloadOrRestart) {
 			return
 		}
 	}
 	for _, p := range m.execDirPaths(ec, 1<<execDirRuntime) {
 		if err := os.RemoveAll(p); err != nil {
-			u.Logf("Could not remove runtime directory %s: %v", p, err)
+			u.warnf("Could not remove runtime directory %s: %v", p, err)
 		}
 	}
 }
@@ -233,7 +240,7 @@ func (m *Manager) removeRuntimeDirectories(u *Unit) {
 // unitWentDown is told (by unitChanged) that u became inactive or failed:
 // its runtime directories go, and a mount or swap lets go of its cgroup.
 func (m *Manager) unitWentDown(u *Unit) {
-	m.removeRuntimeDirectories(u)
+	m.removeRuntimeDirectories(u, false)
 	if r, ok := u.behaviour.(interface{ releaseCgroupWhenDown() }); ok {
 		r.releaseCgroupWhenDown()
 	}

@@ -89,7 +89,7 @@ func (m *Manager) setFrozen(name string, frozen bool) error {
 	if err := m.cgroups.Write(rel, "cgroup.freeze", value); err != nil {
 		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
-	u.Logf("%s %s.", logged, name)
+	u.infof("%s %s.", logged, name)
 	return nil
 }
 
@@ -169,10 +169,10 @@ func (m *Manager) thawBeforeStop(u *Unit) {
 	}
 	rel, _ := freezableGroup(u)
 	if err := m.cgroups.Write(rel, "cgroup.freeze", "0"); err != nil {
-		u.Logf("Could not thaw %s before stopping it: %v", u.Name, err)
+		u.warnf("Could not thaw %s before stopping it: %v", u.Name, err)
 		return
 	}
-	u.Logf("Thawed %s to stop it.", u.Name)
+	u.infof("Thawed %s to stop it.", u.Name)
 }
 
 // CanFreeze reports whether name's type can be frozen here: a service,

@@ -30,7 +30,7 @@ func (m *Manager) runGenerators() []string {
 	var problems []string
 	report := func(err error) {
 		problems = append(problems, err.Error())
-		m.logf("generator: %v", err)
+		m.warnf("generator: %v", err)
 	}
 	fresh := dir + ".new"
 	if err := os.RemoveAll(fresh); err != nil {

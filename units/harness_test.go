@@ -51,6 +51,7 @@ func newHarnessWith(t *testing.T, files map[string]string, adjust func(*Options)
 	h := &harness{t: t, dir: dir, units: filepath.Join(dir, "units")}
 	os.MkdirAll(h.units, 0o755)
 	h.write(files)
+	inotifyBefore := inotifyInstances(t)
 	h.loop = observer.New(observer.Options{Logf: h.logf})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -94,8 +95,30 @@ func newHarnessWith(t *testing.T, files map[string]string, adjust func(*Options)
 		cancel()
 		<-done
 		h.m.Close()
+		// inotify instances are counted per user, 128 by default, for
+		// every process of the machine: a test that leaks them makes
+		// others fail, here or in another package's test binary.
+		if after := inotifyInstances(t); after > inotifyBefore {
+			t.Errorf("the manager left %d inotify instances open after Close", after-inotifyBefore)
+		}
 	})
 	return h
+}
+
+// inotifyInstances counts this process's open inotify descriptors.
+func inotifyInstances(t testing.TB) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == "anon_inode:inotify" {
+			n++
+		}
+	}
+	return n
 }
 
 func (h *harness) logf(format string, args ...any) {

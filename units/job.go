@@ -247,19 +247,19 @@ func (m *Manager) runStart(j *Job) {
 	if ok, failed := m.checkConditions(u, false); !ok {
 		u.conditionResult = false
 		u.conditionFailed = failed
-		u.Logf("Condition check resulted in %s being skipped: %s", u.describe(), failed[0])
+		u.infof("Condition check resulted in %s being skipped: %s", u.describe(), failed[0])
 		m.finishJob(j, api.ResultDone, "")
 		return
 	}
 	u.conditionResult = true
 	u.conditionFailed = nil
 	if ok, failed := m.checkConditions(u, true); !ok {
-		u.Logf("Assertion failed for %s: %s", u.describe(), failed[0])
+		u.warnf("Assertion failed for %s: %s", u.describe(), failed[0])
 		m.finishJob(j, api.ResultAssert, "assertion failed: "+failed[0])
 		return
 	}
 	if !exemptFromStartLimit(u) && !u.startLimit.allow(time.Now()) {
-		u.Logf("Start request repeated too quickly.")
+		u.warnf("Start request repeated too quickly.")
 		m.failUnitStartLimit(u)
 		m.finishJob(j, api.ResultFailed, fmt.Sprintf("start request repeated too quickly for %s (start-limit-hit)", u.Name))
 		return

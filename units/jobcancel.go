@@ -23,7 +23,7 @@ func (m *Manager) CancelJob(id uint64) error {
 	if j == nil {
 		return &NoSuchJobError{ID: id}
 	}
-	j.Unit.Logf("Job %s/%s canceled.", j.Unit.Name, j.Type)
+	j.Unit.infof("Job %s/%s canceled.", j.Unit.Name, j.Type)
 	m.finishJob(j, api.ResultCanceled, "canceled on request")
 	return nil
 }

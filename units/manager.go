@@ -36,7 +36,11 @@ type Options struct {
 	Console io.Writer
 	// Color decorates status lines with ANSI colours.
 	Color bool
-	// Logf receives the manager's own log lines; nil writes them to stderr.
+	// Log receives the manager's own log lines with the level the code
+	// gave each (log.go). Nil hands them to Logf.
+	Log func(level Level, line string)
+	// Logf receives the manager's own log lines, without their level,
+	// when Log is nil; nil too writes them to stderr.
 	Logf func(format string, args ...any)
 	// Logs stores per-unit log lines; nil keeps none.
 	Logs LogSink
@@ -222,7 +226,7 @@ func New(loop *observer.Loop, opts Options) (*Manager, error) {
 	if err := m.listenNotify(); err != nil {
 		// Services of type notify fail without it; everything else runs.
 		m.consoleLine(consoleWarn, "No sd_notify socket: %v", err)
-		m.logf("running without a notify socket: %v", err)
+		m.warnf("running without a notify socket: %v", err)
 	}
 	m.takeOverTransients()
 	m.scan()
@@ -300,21 +304,9 @@ func (m *Manager) StopTimer(id observer.TimerID) {
 	}
 }
 
-func (m *Manager) logf(format string, args ...any) {
-	if m.opts.Logf != nil {
-		m.opts.Logf(format, args...)
-		return
-	}
-	fmt.Fprintf(os.Stderr, "vigil: "+format+"\n", args...)
-}
-
-func (m *Manager) unitLogf(u *Unit, format string, args ...any) {
-	line := fmt.Sprintf(format, args...)
-	if m.opts.Logs != nil {
-		m.opts.Logs.Append(u.Name, "vigil", line)
-	}
-	m.logf("%s: %s", u.Name, line)
-}
+// logf writes a line at info level; code that knows better says so with
+// errorf, warnf, noticef or debugf (log.go).
+func (m *Manager) logf(format string, args ...any) { m.logAt(LevelInfo, format, args...) }
 
 // Problems lists the load problems of the last scan, one line each.
 func (m *Manager) Problems() []string { return m.problems }
@@ -373,9 +365,9 @@ func (m *Manager) unitChanged(u *Unit, old, now ActiveState) {
 			if d == nil || d.active.IsInactiveOrFailed() || (d.job != nil && isStopLike(d.job.Type)) {
 				continue
 			}
-			d.Logf("Unit is bound to inactive unit %s. Stopping, too.", u.Name)
+			d.infof("Unit is bound to inactive unit %s. Stopping, too.", u.Name)
 			if _, err := m.Enqueue(d.Name, api.JobStop, api.ModeReplace); err != nil {
-				d.Logf("Failed to enqueue stop job: %v", err)
+				d.warnf("Failed to enqueue stop job: %v", err)
 			}
 		}
 		trigger := OnSuccess
@@ -385,9 +377,9 @@ func (m *Manager) unitChanged(u *Unit, old, now ActiveState) {
 		if now == StateFailed || !u.manualStop {
 			for _, name := range u.Deps(trigger) {
 				if _, err := m.Enqueue(name, api.JobStart, api.ModeReplace); err != nil {
-					u.Logf("Failed to enqueue %s job for %s: %v", trigger, name, err)
+					u.warnf("Failed to enqueue %s job for %s: %v", trigger, name, err)
 				} else {
-					u.Logf("Triggering %s dependency %s.", trigger, name)
+					u.infof("Triggering %s dependency %s.", trigger, name)
 				}
 			}
 		}
@@ -531,5 +523,6 @@ func Run(ctx context.Context, loop *observer.Loop) error {
 	return loop.Run(ctx)
 }
 
-// Logf writes a line to the manager's log.
+// Logf writes a line to the manager's log at info level (LogAt takes
+// another).
 func (m *Manager) Logf(format string, args ...any) { m.logf(format, args...) }

@@ -396,9 +396,9 @@ func (m *Manager) startWantedOnPlug(dev *Unit) {
 		if u == nil || !u.active.IsInactiveOrFailed() || u.job != nil {
 			continue
 		}
-		dev.Logf("Device appeared: starting %s.", name)
+		dev.infof("Device appeared: starting %s.", name)
 		if _, err := m.Enqueue(name, api.JobStart, api.ModeReplace); err != nil {
-			u.Logf("Cannot start on hot-plug of %s: %v", dev.Name, err)
+			u.warnf("Cannot start on hot-plug of %s: %v", dev.Name, err)
 		}
 	}
 }
@@ -599,7 +599,7 @@ func (mb *mount) seenUnmounted() {
 	case StateActive, StateReloading, StateDeactivating:
 		mb.cancelOp()
 		if u.active == StateActive {
-			u.Logf("Unmounted by someone else.")
+			u.infof("Unmounted by someone else.")
 		}
 		u.SetState(StateInactive, "dead")
 	}
@@ -616,7 +616,7 @@ func (mb *mount) fail(result, reason string) {
 	mb.killHelper()
 	mb.cancelOp()
 	mb.result, mb.reason = result, reason
-	u.Logf("%s", reason)
+	u.errorf("%s", reason)
 	u.SetState(StateFailed, "failed")
 }
 
@@ -678,7 +678,7 @@ func (mb *mount) armTimeout(d time.Duration, doing string) {
 		if doing == "unmounting" {
 			mb.cancelOp()
 			mb.result, mb.reason = "timeout", fmt.Sprintf("unmounting %s timed out after %v", mb.section().Where, d)
-			mb.u.Logf("%s", mb.reason)
+			mb.u.warnf("%s", mb.reason)
 			mb.u.SetState(StateActive, "mounted")
 			if j := mb.u.job; j != nil {
 				mb.u.m.finishJob(j, api.ResultTimeout, mb.reason)
@@ -696,7 +696,7 @@ func (mb *mount) mountDone(op int, err error) {
 		// The table may show the mount before the call returns: then
 		// the unit is already active and nothing was abandoned.
 		if err == nil && u.active != StateActive {
-			u.Logf("A mount of %s abandoned earlier has completed.", s.Where)
+			u.infof("A mount of %s abandoned earlier has completed.", s.Where)
 		}
 		return
 	}
@@ -759,7 +759,7 @@ func (mb *mount) unmountDone(op int, err error) {
 	mb.cancelOp()
 	if err != nil && !errors.Is(err, unix.EINVAL) {
 		mb.result, mb.reason = "exit-code", fmt.Sprintf("umount %s: %v", mb.section().Where, err)
-		u.Logf("%s", mb.reason)
+		u.warnf("%s", mb.reason)
 		if mb.mounted() {
 			u.SetState(StateActive, "mounted")
 			if j := u.job; j != nil {

@@ -109,7 +109,7 @@ func (mb *mount) startHelper(op int, h *mountHelper) {
 	h.pid, h.op = started.PID, op
 	mb.helper = h
 	u.m.watchPID(h.pid, mb)
-	u.Logf("Running %s (pid %d).", strings.Join(argv, " "), h.pid)
+	u.debugf("Running %s (pid %d).", strings.Join(argv, " "), h.pid)
 	out := started.Stdout
 	if out == nil {
 		h.outputDone = true
@@ -135,7 +135,7 @@ func (mb *mount) helperLine(h *mountHelper, line string) {
 	if line == "" {
 		return
 	}
-	mb.u.Logf("%s: %s", h.name(), line)
+	mb.u.infof("%s: %s", h.name(), line)
 	h.tail = append(h.tail, line)
 	if len(h.tail) > helperTailLines {
 		h.tail = h.tail[1:]
@@ -187,9 +187,9 @@ func (mb *mount) killHelper() {
 	mb.helper = nil
 	h.release(mb.u.m)
 	if h.exit == nil {
-		mb.u.Logf("Killing %s (pid %d).", h.name(), h.pid)
+		mb.u.noticef("Killing %s (pid %d).", h.name(), h.pid)
 		if err := unix.Kill(h.pid, unix.SIGKILL); err != nil {
-			mb.u.Logf("kill %s (pid %d): %v", h.name(), h.pid, err)
+			mb.u.warnf("kill %s (pid %d): %v", h.name(), h.pid, err)
 		}
 	}
 }

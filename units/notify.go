@@ -46,7 +46,7 @@ func (m *Manager) listenNotify() error {
 	if path == "" {
 		path = filepath.Join(m.opts.RuntimeDir, "notify")
 	}
-	sock, err := notify.Listen(m.loop, path, notify.Options{Logf: m.logf})
+	sock, err := notify.Listen(m.loop, path, notify.Options{Logf: m.warnf})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
@@ -86,7 +86,7 @@ func (m *Manager) NotifyStats() NotifyStats {
 func (m *Manager) noteNotifyRejection(counter *uint64, format string, args ...any) {
 	*counter++
 	if bits.OnesCount64(*counter) == 1 {
-		m.logf("notify: "+format+" (%d so far)", append(args, *counter)...)
+		m.warnf("notify: "+format+" (%d so far)", append(args, *counter)...)
 	}
 }
 
@@ -226,7 +226,7 @@ func (s *service) notifyMessage(msg *notify.Message) {
 		s.notifyReady()
 	case "RELOADING":
 		if s.state == svcRunning {
-			s.u.Logf("Reloading on the service's own notice.")
+			s.u.infof("Reloading on the service's own notice.")
 			s.reloadByNotify = true
 			s.setState(svcReload)
 			s.armTimeout(s.cfg.TimeoutStart)
@@ -235,7 +235,7 @@ func (s *service) notifyMessage(msg *notify.Message) {
 		s.notifyStopping()
 	}
 	if msg.WatchdogTrigger {
-		s.u.Logf("Watchdog triggered by the service (WATCHDOG=trigger).")
+		s.u.errorf("Watchdog triggered by the service (WATCHDOG=trigger).")
 		s.forceWatchdog()
 	} else if msg.Watchdog {
 		s.lastWatchdogPing = time.Now()
@@ -259,18 +259,18 @@ func (s *service) notifyMainPID(msg *notify.Message) {
 		return
 	}
 	if pid == os.Getpid() || syscall.Kill(pid, 0) != nil {
-		s.u.Logf("New main PID %d does not exist or is the manager; ignored.", pid)
+		s.u.warnf("New main PID %d does not exist or is the manager; ignored.", pid)
 		return
 	}
 	owner, _ := s.m.notifySender(pid)
 	if owner != s && msg.UID != 0 {
-		s.u.Logf("New main PID %d does not belong to the service and the sender is not root; ignored.", pid)
+		s.u.warnf("New main PID %d does not belong to the service and the sender is not root; ignored.", pid)
 		return
 	}
 	if s.mainPID != 0 {
 		s.m.unwatchPID(s.mainPID)
 	}
-	s.u.Logf("Main PID is now %d (MAINPID= from PID %d).", pid, msg.PID)
+	s.u.debugf("Main PID is now %d (MAINPID= from PID %d).", pid, msg.PID)
 	s.mainPID = pid
 	s.m.watchPID(pid, s)
 }
@@ -302,13 +302,13 @@ func (s *service) notifyStopping() {
 	default:
 		return
 	}
-	s.u.Logf("The service announced it is stopping.")
+	s.u.infof("The service announced it is stopping.")
 	s.stopWatchdog()
 	s.pending = nil
 	s.afterControl = nil
 	s.setState(svcStopSigterm)
 	s.armTimer(s.cfg.TimeoutStop, func() {
-		s.u.Logf("State '%s' timed out. Terminating.", s.state)
+		s.u.warnf("State '%s' timed out. Terminating.", s.state)
 		if s.result == resultSuccess {
 			s.result = resultTimeout
 		}
@@ -364,7 +364,7 @@ func (s *service) armWatchdog() {
 	}
 	s.watchdogTimer = s.m.AfterFunc(d, func() {
 		s.watchdogTimer = 0
-		s.u.Logf("Watchdog timeout (limit %s)!", unitfile.FormatDuration(d))
+		s.u.errorf("Watchdog timeout (limit %s)!", unitfile.FormatDuration(d))
 		s.failReason = fmt.Sprintf("%s: no watchdog ping within %s", s.u.Name, unitfile.FormatDuration(d))
 		s.forceWatchdog()
 	})
@@ -418,9 +418,9 @@ func (s *service) fdStoreAdd(msg *notify.Message) {
 		}
 		if len(s.fdStore) >= max {
 			if max == 0 {
-				s.u.Logf("Received FDSTORE=1 but file-descriptor-store-max is 0; closing %d fds.", len(msg.FDs)-i)
+				s.u.warnf("Received FDSTORE=1 but file-descriptor-store-max is 0; closing %d fds.", len(msg.FDs)-i)
 			} else {
-				s.u.Logf("The fd store is full (file-descriptor-store-max = %d); closing %d fds.", max, len(msg.FDs)-i)
+				s.u.warnf("The fd store is full (file-descriptor-store-max = %d); closing %d fds.", max, len(msg.FDs)-i)
 			}
 			break
 		}
@@ -432,7 +432,7 @@ func (s *service) fdStoreAdd(msg *notify.Message) {
 // fdStoreRemove drops the stored fds named name.
 func (s *service) fdStoreRemove(name string) {
 	if name == "" {
-		s.u.Logf("FDSTOREREMOVE=1 without FDNAME=; ignored.")
+		s.u.warnf("FDSTOREREMOVE=1 without FDNAME=; ignored.")
 		return
 	}
 	kept := s.fdStore[:0]

@@ -226,7 +226,7 @@ func (p *pathUnit) enterDead(result string) {
 	p.unwatch()
 	if p.result != resultSuccess {
 		p.unhold()
-		p.u.Logf("Failed with result '%s'.", p.result)
+		p.u.warnf("Failed with result '%s'.", p.result)
 		p.setState(pathFailed)
 		return
 	}
@@ -246,7 +246,7 @@ func (p *pathUnit) makeDirectories() {
 			continue
 		}
 		if err := os.MkdirAll(s.path, os.FileMode(p.cfg.DirectoryMode)&os.ModePerm); err != nil {
-			p.u.Logf("make-directory %s: %v", s.path, err)
+			p.u.warnf("make-directory %s: %v", s.path, err)
 			continue
 		}
 		// MkdirAll's mode is masked by the umask; directory-mode is not.
@@ -262,7 +262,7 @@ func (p *pathUnit) enterWaiting(initial, recheck, fromTrigger bool) {
 		return
 	}
 	if err := p.watch(); err != nil {
-		p.u.Logf("Failed to enter waiting state: %v", err)
+		p.u.warnf("Failed to enter waiting state: %v", err)
 		p.enterDead(resultResources)
 		return
 	}
@@ -346,14 +346,14 @@ func (p *pathUnit) enterRunning(why string) {
 		return // going down: do not start anything
 	}
 	if !p.triggerLimit.allow(p.m.now()) {
-		p.u.Logf("Trigger limit hit, refusing further activation.")
+		p.u.warnf("Trigger limit hit, refusing further activation.")
 		p.enterDead(resultTriggerLimitHit)
 		return
 	}
-	p.u.Logf("Triggering %s: %s.", p.target(), why)
+	p.u.infof("Triggering %s: %s.", p.target(), why)
 	j, err := p.m.Enqueue(p.target(), api.JobStart, api.ModeReplace)
 	if err != nil {
-		p.u.Logf("Failed to queue unit startup job: %v", err)
+		p.u.warnf("Failed to queue unit startup job: %v", err)
 		p.enterDead(resultResources)
 		return
 	}
@@ -530,7 +530,7 @@ func (m *Manager) pathWatcher() (*pathWatchers, error) {
 	if m.paths.w != nil {
 		return m.paths, nil
 	}
-	w, err := inotify.Open(m.loop, inotify.Options{Logf: m.logf})
+	w, err := inotify.Open(m.loop, inotify.Options{Logf: m.warnf})
 	if err != nil {
 		return nil, err
 	}
@@ -652,7 +652,7 @@ func (p *pathUnit) hold() {
 	if b, ok := fa.(interface{ Backstop() time.Duration }); ok && p.cfg.HoldTimeout > b.Backstop() {
 		backstop := unitfile.FormatDuration(b.Backstop())
 		p.holdNote += " (at most " + backstop + ": hold-timeout is over the fanotify backstop)"
-		p.u.Logf("hold-timeout=%s is longer than the fanotify backstop (%s): openers get hold-verdict (%s) after %s.",
+		p.u.warnf("hold-timeout=%s is longer than the fanotify backstop (%s): openers get hold-verdict (%s) after %s.",
 			unitfile.FormatDuration(p.cfg.HoldTimeout), backstop, p.holdVerdict(), backstop)
 	}
 }
@@ -661,14 +661,14 @@ func (p *pathUnit) hold() {
 // is missing, and a note on the unit for status.
 func (p *pathUnit) cannotHold(err error) {
 	p.holdNote = "cannot hold (" + err.Error() + "); watching with inotify only"
-	p.u.Logf("hold = true: cannot hold: %v; falling back to inotify, openers are not held", err)
+	p.u.warnf("hold = true: cannot hold: %v; falling back to inotify, openers are not held", err)
 	if errors.Is(err, fanotify.ErrUnavailable) {
 		if p.m.paths == nil {
 			p.m.paths = &pathWatchers{byWatch: map[inotify.WatchID]*pathUnit{}}
 		}
 		if !p.m.paths.warned {
 			p.m.paths.warned = true
-			p.m.logf("fanotify permission events are unavailable: path units fall back to inotify and cannot hold openers")
+			p.m.warnf("fanotify permission events are unavailable: path units fall back to inotify and cannot hold openers")
 			p.m.consoleLine(consoleWarn, "fanotify is unavailable: path units watch with inotify and cannot hold openers.")
 		}
 	}
@@ -739,7 +739,7 @@ func (p *pathUnit) holdTimedOut(id uint64) {
 		v := p.holdVerdict()
 		// Logged before the answer: the released process may act on it
 		// (and someone read the log) before a line written after.
-		p.u.Logf("%s (pid %s) waited hold-timeout (%s) for %s; answering %s.", h.path, h.pid, unitfile.FormatDuration(p.cfg.HoldTimeout), p.target(), v)
+		p.u.noticef("%s (pid %s) waited hold-timeout (%s) for %s; answering %s.", h.path, h.pid, unitfile.FormatDuration(p.cfg.HoldTimeout), p.target(), v)
 		p.m.loop.Answer(id, p.holdObs, v)
 		return
 	}
@@ -776,7 +776,7 @@ func (p *pathUnit) releaseHeld(v observer.Verdict, why string) {
 	}
 	p.held = nil
 	if n > 0 {
-		p.u.Logf("Released %d held access(es) with %s: %s.", n, v, why)
+		p.u.infof("Released %d held access(es) with %s: %s.", n, v, why)
 	}
 }
 

@@ -208,7 +208,7 @@ func (s *service) suitableMainPID(pid int, logf func(string, ...any)) (bool, err
 func (s *service) loadPIDFile(mayWarn bool) (changed bool, err error) {
 	logf := func(format string, args ...any) {
 		if mayWarn {
-			s.u.Logf(format, args...)
+			s.u.infof(format, args...)
 		}
 	}
 	path := s.cfg.PIDFile
@@ -237,7 +237,7 @@ func (s *service) loadPIDFile(mayWarn bool) (changed bool, err error) {
 	}
 	if !ours {
 		if questionable {
-			s.u.Logf("Refusing to accept PID outside of service control group, acquired through unsafe symlink chain: %s", path)
+			s.u.errorf("Refusing to accept PID outside of service control group, acquired through unsafe symlink chain: %s", path)
 			return false, errPIDFileRefused
 		}
 		var st unix.Stat_t
@@ -245,19 +245,19 @@ func (s *service) loadPIDFile(mayWarn bool) (changed bool, err error) {
 			return false, fmt.Errorf("stat %s: %w", path, err)
 		}
 		if st.Uid != 0 {
-			s.u.Logf("New main PID %d does not belong to service, and PID file is not owned by root. Refusing.", pid)
+			s.u.errorf("New main PID %d does not belong to service, and PID file is not owned by root. Refusing.", pid)
 			return false, errPIDFileRefused
 		}
-		s.u.Logf("New main PID %d does not belong to service, but we'll accept it since PID file is owned by root.", pid)
+		s.u.warnf("New main PID %d does not belong to service, but we'll accept it since PID file is owned by root.", pid)
 	}
 	if s.mainPID != 0 {
-		s.u.Logf("Main PID changing: %d -> %d", s.mainPID, pid)
+		s.u.debugf("Main PID changing: %d -> %d", s.mainPID, pid)
 		s.m.unwatchPID(s.mainPID)
 	}
 	s.mainPID = pid
 	s.m.watchPID(pid, s)
 	if st, ok := procStat(pid); ok && st.PPID != os.Getpid() {
-		s.u.Logf("Supervising process %d which is not our child. We'll most likely not notice when it exits.", pid)
+		s.u.warnf("Supervising process %d which is not our child. We'll most likely not notice when it exits.", pid)
 	}
 	return true, nil
 }
@@ -283,7 +283,7 @@ func (s *service) searchMainPID() {
 		found = pid
 	}
 	if found != 0 {
-		s.u.Logf("Main PID guessed: %d", found)
+		s.u.debugf("Main PID guessed: %d", found)
 		s.mainPID = found
 		s.m.watchPID(found, s)
 	}
@@ -305,7 +305,7 @@ type pidFileWatch struct {
 // the caller then fails the start.
 func (s *service) demandPIDFile() bool {
 	if err := s.watchPIDFile(); err != nil {
-		s.u.Logf("Failed to set a watch for PID file %s: %v", s.cfg.PIDFile, err)
+		s.u.errorf("Failed to set a watch for PID file %s: %v", s.cfg.PIDFile, err)
 		s.unwatchPIDFile()
 		return false
 	}
@@ -433,7 +433,7 @@ func (s *service) onPIDFileChange(ev *observer.Event) {
 		return
 	}
 	if err := s.watchPIDFile(); err != nil {
-		s.u.Logf("Failed to set a watch for PID file %s: %v", s.cfg.PIDFile, err)
+		s.u.errorf("Failed to set a watch for PID file %s: %v", s.cfg.PIDFile, err)
 		s.unwatchPIDFile()
 		s.fail(resultResources, fmt.Sprintf("cannot watch PID file %s: %v", s.cfg.PIDFile, err))
 		return
@@ -451,7 +451,7 @@ func (s *service) retryPIDFile() bool {
 		return false
 	}
 	s.unwatchPIDFile()
-	s.u.Logf("PID file %s names main PID %d.", s.cfg.PIDFile, s.mainPID)
+	s.u.debugf("PID file %s names main PID %d.", s.cfg.PIDFile, s.mainPID)
 	s.execStart = time.Now()
 	s.enterRunning()
 	return true
@@ -463,7 +463,7 @@ func (s *service) pidFileNeverWritten() bool {
 	if s.pidFileWatch == nil || s.cgroup == "" || s.remaining() {
 		return false
 	}
-	s.u.Logf("Daemon never wrote its PID file. Failing.")
+	s.u.warnf("Daemon never wrote its PID file. Failing.")
 	s.unwatchPIDFile()
 	s.fail(resultProtocol, fmt.Sprintf("the daemon never wrote its PID file %s", s.cfg.PIDFile))
 	return true

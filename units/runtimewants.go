@@ -36,7 +36,7 @@ func (m *Manager) AddWants(target string, names []string) error {
 	}
 	for _, name := range names {
 		if _, err := m.LoadUnit(name); err != nil {
-			m.logf("%s: wants %s: %v", t.Name, name, err)
+			m.warnf("%s: wants %s: %v", t.Name, name, err)
 			continue
 		}
 		if !slices.Contains(m.runtimeWants[t.Name], name) {

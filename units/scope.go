@@ -118,13 +118,13 @@ func (s *scope) Start() error {
 		n, err = s.adoptByPidfd(pids)
 	}
 	if err != nil {
-		s.u.Logf("Failed to adopt the scope's processes: %v", err)
+		s.u.errorf("Failed to adopt the scope's processes: %v", err)
 		s.failReason = fmt.Sprintf("%s: %v", s.u.Name, err)
 		s.enterDead(resultResources)
 		return nil
 	}
 	if n == 0 {
-		s.u.Logf("No PIDs left to attach to the scope's control group, refusing.")
+		s.u.errorf("No PIDs left to attach to the scope's control group, refusing.")
 		s.failReason = fmt.Sprintf("%s: none of the processes %v is alive to be adopted", s.u.Name, pids)
 		s.enterDead(resultResources)
 		return nil
@@ -134,7 +134,7 @@ func (s *scope) Start() error {
 		s.runtimeTimer = s.m.AfterFunc(s.cfg.RuntimeMax, func() {
 			s.runtimeTimer = 0
 			if s.state == scopeRunning || s.state == scopeAbandoned {
-				s.u.Logf("Scope reached runtime time limit. Stopping.")
+				s.u.warnf("Scope reached runtime time limit. Stopping.")
 				s.enterSignal(scopeStopSigterm, resultTimeout)
 			}
 		})
@@ -154,7 +154,7 @@ func (s *scope) adoptIntoCgroup(pids []int) (int, error) {
 	}
 	warnings, err := s.m.applyCgroup(s.u, rel)
 	for _, w := range warnings {
-		s.u.Logf("Warning: %s", w)
+		s.u.warnf("Warning: %s", w)
 	}
 	if err != nil {
 		return 0, err
@@ -171,9 +171,9 @@ func (s *scope) adoptIntoCgroup(pids []int) (int, error) {
 		case err == nil:
 			n++
 		case errors.Is(err, syscall.ESRCH):
-			s.u.Logf("Process %d is gone; not adopted.", pid)
+			s.u.infof("Process %d is gone; not adopted.", pid)
 		default:
-			s.u.Logf("Could not move process %d into %s: %v", pid, s.m.cgroups.Name(rel), err)
+			s.u.warnf("Could not move process %d into %s: %v", pid, s.m.cgroups.Name(rel), err)
 		}
 	}
 	if n == 0 {
@@ -198,7 +198,7 @@ func (s *scope) adoptByPidfd(pids []int) (int, error) {
 		fd, err := unix.PidfdOpen(pid, 0)
 		if err != nil {
 			if errors.Is(err, unix.ESRCH) {
-				s.u.Logf("Process %d is gone; not adopted.", pid)
+				s.u.infof("Process %d is gone; not adopted.", pid)
 				continue
 			}
 			s.closePidfds()
@@ -308,7 +308,7 @@ func (s *scope) cgroupEvent(ev *observer.Event) {
 	case "empty":
 		s.checkEmpty()
 	case "oom":
-		s.u.Logf("A process of this scope has been killed by the OOM killer.")
+		s.u.noticef("A process of this scope has been killed by the OOM killer.")
 	}
 }
 
@@ -404,7 +404,7 @@ func (s *scope) enterSignal(sub, result string) {
 	}
 	if !send || !s.remaining() {
 		if s.remaining() {
-			s.u.Logf("Unit's processes are left behind (kill-mode %s).", s.cfg.KillMode)
+			s.u.warnf("Unit's processes are left behind (kill-mode %s).", s.cfg.KillMode)
 		}
 		s.enterDead(resultSuccess)
 		return
@@ -429,11 +429,11 @@ func (s *scope) armStopTimer(sub string) {
 	s.timer = s.m.AfterFunc(s.cfg.TimeoutStop, func() {
 		s.timer = 0
 		if sub == scopeStopSigterm && s.cfg.SendSIGKILL {
-			s.u.Logf("Stopping timed out. Killing.")
+			s.u.warnf("Stopping timed out. Killing.")
 			s.enterSignal(scopeStopSigkill, resultTimeout)
 			return
 		}
-		s.u.Logf("Still around after final kill signal. Ignoring.")
+		s.u.warnf("Still around after final kill signal. Ignoring.")
 		s.enterDead(resultTimeout)
 	})
 }
@@ -454,7 +454,7 @@ func (s *scope) enterDead(result string) {
 		if s.failReason == "" {
 			s.failReason = fmt.Sprintf("%s: result %s", s.u.Name, s.result)
 		}
-		s.u.Logf("Failed with result '%s'.", s.result)
+		s.u.warnf("Failed with result '%s'.", s.result)
 		s.setState(scopeFailed)
 		return
 	}
@@ -476,7 +476,7 @@ func (s *scope) Abandon() error {
 	}
 	s.controller = ""
 	if s.state == scopeRunning {
-		s.u.Logf("Scope abandoned.")
+		s.u.infof("Scope abandoned.")
 		s.setState(scopeAbandoned)
 	}
 	return nil
@@ -516,10 +516,10 @@ func (s *scope) Reconfigure() {
 	}
 	warnings, err := s.m.applyCgroup(s.u, s.cgroup)
 	for _, w := range warnings {
-		s.u.Logf("Warning: %s", w)
+		s.u.warnf("Warning: %s", w)
 	}
 	if err != nil {
-		s.u.Logf("Could not apply the new resource settings: %v", err)
+		s.u.warnf("Could not apply the new resource settings: %v", err)
 	}
 }
 
@@ -627,7 +627,7 @@ func (s *scope) requestStop() bool {
 	if !r.fn(s.u.Name, s.controller) {
 		return false
 	}
-	s.u.Logf("Asked the scope's controller %s to stop it (RequestStop).", s.controller)
+	s.u.infof("Asked the scope's controller %s to stop it (RequestStop).", s.controller)
 	return true
 }
 
@@ -643,9 +643,28 @@ func (m *Manager) ScopeControllerGone(name, controller string) {
 	if !ok || s.controller != controller {
 		return
 	}
-	s.u.Logf("The scope's controller %s is gone.", controller)
+	s.u.infof("The scope's controller %s is gone.", controller)
 	s.controller = ""
 	if s.waitingForController && s.state == scopeStopSigterm {
 		s.enterSignal(scopeStopSigterm, resultSuccess)
+	}
+}
+
+// ForgetBusName is told (by the D-Bus server, which watches the bus's
+// NameOwnerChanged) that a bus name has left the bus: every scope whose
+// controller it was forgets it, as systemd's on_controller_gone does, so
+// that a later stop neither sends RequestStop to it (or to whoever takes
+// a well-known name next) nor waits for it.
+func (m *Manager) ForgetBusName(name string) {
+	if name == "" {
+		return
+	}
+	for _, u := range m.units {
+		if s, ok := u.behaviour.(*scope); ok && s.controller == name {
+			m.ScopeControllerGone(u.Name, name)
+			for _, fn := range m.unitWatchers {
+				fn(u) // the Controller property changed
+			}
+		}
 	}
 }

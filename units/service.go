@@ -161,7 +161,7 @@ func (s *service) Reconfigure() {
 		s.logCgroupWarnings(warnings)
 		s.cgroupWarnings = warnings
 		if err != nil {
-			s.u.Logf("Could not apply the new resource settings: %v", err)
+			s.u.warnf("Could not apply the new resource settings: %v", err)
 			s.cgroupWarnings = append(s.cgroupWarnings, err.Error())
 		}
 	}
@@ -192,7 +192,7 @@ func (s *service) setupCgroup() error {
 
 func (s *service) logCgroupWarnings(warnings []string) {
 	for _, w := range warnings {
-		s.u.Logf("Warning: %s", w)
+		s.u.warnf("Warning: %s", w)
 	}
 }
 
@@ -234,8 +234,8 @@ func (s *service) noteOOMKill() bool {
 		return false
 	}
 	s.oomKilled = true
-	s.u.Logf("A process of this unit has been killed by the OOM killer.")
-	s.m.logf("%s: OOM killer killed a process of the unit (memory-max reached)", s.u.Name)
+	s.u.noticef("A process of this unit has been killed by the OOM killer.")
+	s.m.noticef("%s: OOM killer killed a process of the unit (memory-max reached)", s.u.Name)
 	if s.result == resultSuccess || s.result == resultSignal {
 		s.result = resultOOMKill
 	}
@@ -293,7 +293,7 @@ func (s *service) Start() error {
 	s.sessions = map[int]bool{}
 	s.m.noteActivation(s.u)
 	if err := s.setupCgroup(); err != nil {
-		s.u.Logf("Failed to set up the unit's cgroup: %v", err)
+		s.u.errorf("Failed to set up the unit's cgroup: %v", err)
 		s.failReason = fmt.Sprintf("cgroup: %v", err)
 		s.fail(resultResources, "")
 		return nil
@@ -361,7 +361,7 @@ func (s *service) enterStart() {
 		s.armWatchdog()
 		if s.isNotify() {
 			if s.m.notify == nil {
-				s.u.Logf("Type %s needs the notify socket, which the manager does not have.", s.cfg.Type)
+				s.u.errorf("Type %s needs the notify socket, which the manager does not have.", s.cfg.Type)
 			}
 			return // READY=1 moves on (notifyReady)
 		}
@@ -465,7 +465,7 @@ func (s *service) runNextControl() {
 	s.pending = s.pending[1:]
 	pid, err := s.spawn(cmd, false)
 	if err != nil {
-		s.u.Logf("Failed to execute %s: %v", cmd.Path, err)
+		s.u.errorf("Failed to execute %s: %v", cmd.Path, err)
 		if cmd.IgnoreFailure {
 			s.runNextControl()
 			return
@@ -508,7 +508,7 @@ func (s *service) spawn(cmd unitfile.Command, main bool) (int, error) {
 // execFailed handles a command that could not be executed at all, as
 // systemd does with its 203/EXEC status.
 func (s *service) execFailed(cmd unitfile.Command, err error) {
-	s.u.Logf("Failed to execute %s: %v", cmd.Path, err)
+	s.u.errorf("Failed to execute %s: %v", cmd.Path, err)
 	s.mainExitText = "status=203/EXEC"
 	s.failReason = fmt.Sprintf("failed to execute %s: %v", cmd.Path, err)
 	s.fail(resultExitCode, "")
@@ -590,7 +590,7 @@ func (s *service) mainExited(ex process.Exit) {
 			code = "dumped"
 		}
 	}
-	s.u.Logf("Main process exited, code=%s, %s", code, s.mainExitText)
+	s.u.logAt(exitLevel(res == resultSuccess), "Main process exited, code=%s, %s", code, s.mainExitText)
 	if res != resultSuccess && s.failReason == "" {
 		s.failReason = fmt.Sprintf("the main process exited with %s", s.mainExitText)
 	}
@@ -630,7 +630,7 @@ func (s *service) mainExited(ex process.Exit) {
 func (s *service) controlExited(ex process.Exit) {
 	ok := s.exitResult(ex) == resultSuccess || s.controlCommand.IgnoreFailure
 	if !ok {
-		s.u.Logf("Control process (%s) exited, %s", s.controlCommand.Path, s.exitText(ex))
+		s.u.noticef("Control process (%s) exited, %s", s.controlCommand.Path, s.exitText(ex))
 		s.failReason = fmt.Sprintf("the control process (%s) exited with %s", s.phase, s.exitText(ex))
 		if s.state == svcReload {
 			s.reloadResult = s.exitResult(ex)
@@ -697,7 +697,7 @@ func (s *service) enterSignal(sub string) {
 	if sig == syscall.SIGKILL && s.cgroup != "" && (s.cfg.KillMode == unitfile.KillControlGroup || s.cfg.KillMode == unitfile.KillMixed || s.cfg.KillMode == "") {
 		// One write kills the whole group, including what forks meanwhile.
 		if err := s.m.cgroups.Kill(s.cgroup); err != nil {
-			s.u.Logf("%v", err)
+			s.u.warnf("%v", err)
 		}
 	}
 	signalled := map[int]bool{}
@@ -735,12 +735,12 @@ func (s *service) enterSignal(sub string) {
 	}
 	if sub == svcStopSigkill || sub == svcFinalSigkill {
 		s.armTimer(s.cfg.TimeoutStop, func() {
-			s.u.Logf("Processes still around after final kill signal. Ignoring.")
+			s.u.warnf("Processes still around after final kill signal. Ignoring.")
 			s.afterSignals(sub)
 		})
 	} else if s.cfg.SendSIGKILL {
 		s.armTimer(s.cfg.TimeoutStop, func() {
-			s.u.Logf("State '%s' timed out. Killing.", sub)
+			s.u.warnf("State '%s' timed out. Killing.", sub)
 			if s.result == resultSuccess {
 				s.result = resultTimeout
 			}
@@ -784,7 +784,7 @@ func (s *service) killTargets(final bool) []int {
 	if s.cgroup != "" {
 		procs, err := s.m.cgroups.Procs(s.cgroup)
 		if err != nil {
-			s.u.Logf("%v", err)
+			s.u.warnf("%v", err)
 		}
 		for _, pid := range procs {
 			add(pid)
@@ -899,9 +899,12 @@ func (s *service) enterDead() {
 		if s.failReason == "" {
 			s.failReason = fmt.Sprintf("%s: result %s", s.u.Name, s.result)
 		}
-		s.u.Logf("Failed with result '%s'.", s.result)
+		s.u.warnf("Failed with result '%s'.", s.result)
 	}
 	if s.shouldRestart() {
+		// The service goes dead in systemd's sense before it waits to
+		// restart: runtime-directory-preserve = "no" empties /run now.
+		s.m.removeRuntimeDirectories(s.u, true)
 		s.enterAutoRestart()
 		s.endStartJob()
 		return
@@ -982,7 +985,7 @@ func (s *service) endStartJob() {
 func (s *service) enterAutoRestart() {
 	delay := s.restartDelay()
 	s.restartStep++
-	s.u.Logf("Scheduled restart in %s (restart counter is at %d).", unitfile.FormatDuration(delay), s.nRestarts+1)
+	s.u.infof("Scheduled restart in %s (restart counter is at %d).", unitfile.FormatDuration(delay), s.nRestarts+1)
 	s.setState(svcAutoRestart)
 	s.timer = s.m.AfterFunc(delay, func() {
 		s.timer = 0
@@ -990,7 +993,7 @@ func (s *service) enterAutoRestart() {
 			return
 		}
 		if _, err := s.m.Enqueue(s.u.Name, api.JobStart, api.ModeReplace); err != nil {
-			s.u.Logf("Failed to schedule restart job: %v", err)
+			s.u.warnf("Failed to schedule restart job: %v", err)
 			s.setState(svcFailed)
 		}
 	})
@@ -1004,9 +1007,17 @@ func (s *service) failStartLimit() {
 	s.setState(svcFailed)
 }
 
+// failClean fails the service whose clean outlived timeout-clean
+// (clean.go): it was dead, and is failed with that result.
+func (s *service) failClean(result string) {
+	s.result = result
+	s.failReason = fmt.Sprintf("cleaning %s timed out", s.u.Name)
+	s.setState(svcFailed)
+}
+
 func (s *service) armTimeout(d time.Duration) {
 	s.armTimer(d, func() {
-		s.u.Logf("%s operation timed out. Terminating.", s.state)
+		s.u.warnf("%s operation timed out. Terminating.", s.state)
 		s.failReason = fmt.Sprintf("%s timed out in state %s", s.u.Name, s.state)
 		if s.state == svcStopSigterm || s.state == svcStop || s.state == svcStopPost {
 			if s.result == resultSuccess {
@@ -1077,7 +1088,7 @@ func (s *service) Reload() error {
 		s.m.StopTimer(s.timer)
 		s.timer = 0
 		if !ok {
-			s.u.Logf("Reload failed.")
+			s.u.warnf("Reload failed.")
 		} else if s.cfg.Type == unitfile.ServiceForking {
 			// A reload may have replaced the daemon's process (systemd
 			// reads the PID file again, or guesses).

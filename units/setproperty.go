@@ -114,7 +114,7 @@ func (m *Manager) SetProperty(args api.SetPropertyArgs) (api.SetPropertyResult, 
 	if sl, ok := u.behaviour.(*sliceUnit); ok {
 		res.Warnings = sl.warnings
 	}
-	u.Logf("Properties set: %s (kept in %s).", strings.Join(args.Properties, " "), path)
+	u.infof("Properties set: %s (kept in %s).", strings.Join(args.Properties, " "), path)
 	res.DropIn = path
 	return res, nil
 }

@@ -135,7 +135,7 @@ func (s *sliceUnit) apply(rel string) error {
 	warnings, err := s.m.applyResources(s.u, rel)
 	s.warnings = warnings
 	for _, w := range warnings {
-		s.u.Logf("Warning: %s", w)
+		s.u.warnf("Warning: %s", w)
 	}
 	return err
 }
@@ -146,9 +146,9 @@ func (s *sliceUnit) Stop() error {
 	}
 	if s.realized != "" {
 		if populated, _ := s.m.cgroups.Populated(s.realized); populated {
-			s.u.Logf("Slice's cgroup %s still has processes; left in place.", s.m.cgroups.Name(s.realized))
+			s.u.warnf("Slice's cgroup %s still has processes; left in place.", s.m.cgroups.Name(s.realized))
 		} else if err := s.m.cgroups.Remove(s.realized); err != nil {
-			s.u.Logf("%v", err)
+			s.u.warnf("%v", err)
 		}
 		s.realized = ""
 	}
@@ -198,7 +198,7 @@ func (s *sliceUnit) Reconfigure() {
 		return
 	}
 	if err := s.apply(s.realized); err != nil {
-		s.u.Logf("Could not apply the new resource settings: %v", err)
+		s.u.warnf("Could not apply the new resource settings: %v", err)
 		s.warnings = append(s.warnings, err.Error())
 	}
 }

@@ -215,7 +215,7 @@ func (k *socketUnit) closeListeners() {
 	k.stopWatching()
 	if len(k.listeners) > 0 {
 		if err := sockets.CloseAll(k.listeners, k.cfg.RemoveOnStop); err != nil {
-			k.u.Logf("%v", err)
+			k.u.warnf("%v", err)
 		}
 		k.listeners = nil
 	}
@@ -293,7 +293,7 @@ func (k *socketUnit) readable(l *sockets.Listener) {
 		if svc != nil && svc.LoadError != "" {
 			reason += ": " + svc.LoadError
 		}
-		k.u.Logf("%s", reason)
+		k.u.errorf("%s", reason)
 		k.fail(resultResources, reason)
 		return
 	}
@@ -305,7 +305,7 @@ func (k *socketUnit) readable(l *sockets.Listener) {
 	}
 	j, err := k.m.Enqueue(name, api.JobStart, api.ModeReplace)
 	if err != nil {
-		k.u.Logf("Failed to queue service startup job: %v", err)
+		k.u.warnf("Failed to queue service startup job: %v", err)
 		k.fail(resultResources, err.Error())
 		return
 	}
@@ -321,12 +321,12 @@ func (k *socketUnit) activationDone(svc *Unit, j *Job) {
 		return
 	}
 	if s, ok := svc.behaviour.(*service); ok && s.result == resultStartLimitHit {
-		k.u.Logf("Service %s has hit its start limit; the socket stops listening.", svc.Name)
+		k.u.warnf("Service %s has hit its start limit; the socket stops listening.", svc.Name)
 		k.fail(resultServiceStartLimitHit, fmt.Sprintf("%s hit its start limit", svc.Name))
 		return
 	}
 	if j.Result != api.ResultDone && svc.active.IsInactiveOrFailed() {
-		k.u.Logf("Triggered service %s failed to start (%s).", svc.Name, j.Result)
+		k.u.warnf("Triggered service %s failed to start (%s).", svc.Name, j.Result)
 	}
 	if svc.active.IsInactiveOrFailed() && k.watcher != nil {
 		// The service never came up (a condition, a failed dependency):
@@ -387,32 +387,32 @@ func (k *socketUnit) acceptConnections(l *sockets.Listener) {
 		case err == unix.EINTR || err == unix.ECONNABORTED:
 			continue
 		case err != nil:
-			k.u.Logf("Failed to accept a connection on %s: %v", l, err)
+			k.u.errorf("Failed to accept a connection on %s: %v", l, err)
 			return
 		}
 		conn := os.NewFile(uintptr(fd), "connection")
 		peer, env := peerOf(fd, sa)
 		if max := k.cfg.MaxConnections; max > 0 && k.nConnections >= max {
 			k.nRefused++
-			k.u.Logf("Too many incoming connections (%d), refusing connection attempt.", k.nConnections)
+			k.u.warnf("Too many incoming connections (%d), refusing connection attempt.", k.nConnections)
 			conn.Close()
 			continue
 		}
 		if max := k.cfg.MaxConnectionsPerSource; max > 0 && k.perSource[peer] >= max {
 			k.nRefused++
-			k.u.Logf("Too many incoming connections (%d) from source %s, refusing connection attempt.", k.perSource[peer], peer)
+			k.u.warnf("Too many incoming connections (%d) from source %s, refusing connection attempt.", k.perSource[peer], peer)
 			conn.Close()
 			continue
 		}
 		instance, err := instanceOf(fd, k.nAccepted)
 		if err != nil {
 			// The peer is gone already (a reset before we got to it).
-			k.u.Logf("Connection went away before its service could start (%v); ignoring it.", err)
+			k.u.debugf("Connection went away before its service could start (%v); ignoring it.", err)
 			conn.Close()
 			continue
 		}
 		if err := k.startInstance(conn, instance, peer, env); err != nil {
-			k.u.Logf("Failed to start the service for a connection: %v", err)
+			k.u.errorf("Failed to start the service for a connection: %v", err)
 			conn.Close()
 		}
 	}

@@ -109,7 +109,7 @@ func (k *socketUnit) beginStart() {
 // enterOpen opens the listeners, then runs start-post.
 func (k *socketUnit) enterOpen() {
 	if err := k.openListeners(); err != nil {
-		k.u.Logf("Failed to create listening socket: %v", err)
+		k.u.errorf("Failed to create listening socket: %v", err)
 		k.setFailReason(err.Error())
 		k.enterStopPre(resultResources)
 		return
@@ -191,7 +191,7 @@ func (k *socketUnit) signalTimedOut(sub string) {
 	switch sub {
 	case sockStopPreSigterm, sockFinalSigterm:
 		if k.cfg.SendSIGKILL {
-			k.u.Logf("State '%s' timed out. Killing.", sub)
+			k.u.warnf("State '%s' timed out. Killing.", sub)
 			next := sockStopPreSigkill
 			if sub == sockFinalSigterm {
 				next = sockFinalSigkill
@@ -199,9 +199,9 @@ func (k *socketUnit) signalTimedOut(sub string) {
 			k.enterSignal(next, resultTimeout)
 			return
 		}
-		k.u.Logf("State '%s' timed out. Skipping SIGKILL.", sub)
+		k.u.warnf("State '%s' timed out. Skipping SIGKILL.", sub)
 	default:
-		k.u.Logf("Processes still around after final kill signal. Ignoring.")
+		k.u.warnf("Processes still around after final kill signal. Ignoring.")
 	}
 	k.afterSignals(sub, resultTimeout)
 }
@@ -223,7 +223,7 @@ func (k *socketUnit) enterDead(result string) {
 		if k.failReason == "" {
 			k.failReason = fmt.Sprintf("%s: result %s", k.u.Name, k.result)
 		}
-		k.u.Logf("Failed with result '%s'.", k.result)
+		k.u.warnf("Failed with result '%s'.", k.result)
 		k.setState(sockFailed)
 		return
 	}
@@ -253,7 +253,7 @@ func (k *socketUnit) runNextControl() {
 		if err == nil {
 			return
 		}
-		k.u.Logf("Failed to execute %s: %v", cmd.Path, err)
+		k.u.errorf("Failed to execute %s: %v", cmd.Path, err)
 		if cmd.IgnoreFailure {
 			continue
 		}
@@ -318,7 +318,7 @@ func (k *socketUnit) stopControlTimers() {
 // controlTimedOut handles a command that outlived timeout-sec.
 func (k *socketUnit) controlTimedOut() {
 	sub := k.state
-	k.u.Logf("%s operation timed out. Terminating.", sub)
+	k.u.warnf("%s operation timed out. Terminating.", sub)
 	k.setFailReason(fmt.Sprintf("%s timed out in state %s", k.ctl.cmd.Path, sub))
 	switch sub {
 	case sockStartPre, sockStopPost:
@@ -438,7 +438,7 @@ func (k *socketUnit) processExited(pid int, ex process.Exit) {
 	k.ctl.pid = 0
 	cmd := k.ctl.cmd
 	result := k.commandResult(ex)
-	k.u.Logf("Control process %s exited, %s", cmd.Path, exitDescription(ex))
+	k.u.logAt(exitLevel(result == resultSuccess || cmd.IgnoreFailure), "Control process %s exited, %s", cmd.Path, exitDescription(ex))
 	if cmd.IgnoreFailure {
 		result = resultSuccess
 	}

@@ -366,7 +366,7 @@ func (m *Manager) setupCgroups() error {
 		t, err := cgroup.ForPID1()
 		if err != nil {
 			m.consoleLine(consoleWarn, "Running without cgroups: %v", err)
-			m.logf("running without cgroups: %v", err)
+			m.warnf("running without cgroups: %v", err)
 			return nil
 		}
 		tree = t
@@ -382,7 +382,7 @@ func (m *Manager) setupCgroups() error {
 	m.cgroupEvents = w
 	m.machine = cgroup.ReadMachine()
 	if !tree.HasKill() {
-		m.logf("cgroup.kill is missing (kernel before 5.14): stopping units signals their processes one by one")
+		m.warnf("cgroup.kill is missing (kernel before 5.14): stopping units signals their processes one by one")
 	}
 	return nil
 }
@@ -494,11 +494,11 @@ func (m *Manager) commandCgroup(u *Unit) string {
 		var warnings []string
 		warnings, err = m.applyCgroup(u, rel)
 		for _, w := range warnings {
-			u.Logf("Warning: %s", w)
+			u.warnf("Warning: %s", w)
 		}
 	}
 	if err != nil {
-		u.Logf("Could not make the unit's cgroup (%v); running the command outside it.", err)
+		u.warnf("Could not make the unit's cgroup (%v); running the command outside it.", err)
 		return ""
 	}
 	return rel
@@ -535,13 +535,13 @@ func (m *Manager) spawnInCgroup(u *Unit, spec *exec.Spec, rel string) (*exec.Sta
 	if err == nil || !errors.As(err, &ee) || ee.Step != exec.StepCgroup {
 		return started, err
 	}
-	u.Logf("Could not start the process inside its cgroup (%v); starting it outside and moving it in.", err)
+	u.warnf("Could not start the process inside its cgroup (%v); starting it outside and moving it in.", err)
 	started, err = m.opts.Spawner.Spawn(spec)
 	if err != nil {
 		return nil, err
 	}
 	if err := m.cgroups.Move(rel, started.PID); err != nil {
-		u.Logf("Could not move process %d into cgroup %s: %v", started.PID, rel, err)
+		u.warnf("Could not move process %d into cgroup %s: %v", started.PID, rel, err)
 	}
 	return started, nil
 }

@@ -134,7 +134,7 @@ func (sw *swap) cancelOp() {
 func (sw *swap) fail(result, reason string) {
 	sw.cancelOp()
 	sw.result, sw.reason = result, reason
-	sw.u.Logf("%s", reason)
+	sw.u.errorf("%s", reason)
 	sw.u.SetState(StateFailed, "failed")
 }
 
@@ -213,7 +213,7 @@ func (sw *swap) Stop() error {
 	sw.arm(func() {
 		sw.cancelOp()
 		sw.result, sw.reason = "timeout", fmt.Sprintf("swapoff %s timed out after %v", s.What, s.Timeout)
-		u.Logf("%s", sw.reason)
+		u.warnf("%s", sw.reason)
 		u.SetState(StateFailed, "failed")
 	})
 	what := s.What
@@ -226,7 +226,7 @@ func (sw *swap) Stop() error {
 			sw.cancelOp()
 			if err != nil && !errors.Is(err, unix.EINVAL) {
 				sw.result, sw.reason = "exit-code", fmt.Sprintf("swapoff %s: %v", what, err)
-				u.Logf("%s", sw.reason)
+				u.warnf("%s", sw.reason)
 				u.SetState(StateFailed, "failed")
 				return
 			}

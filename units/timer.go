@@ -84,7 +84,7 @@ func (t *timer) target() string {
 func (t *timer) Reconfigure() {
 	t.cfg = t.u.cfg.Timer
 	if err := t.parse(); err != nil {
-		t.u.Logf("%v", err)
+		t.u.errorf("%v", err)
 	}
 	if t.state == timerWaiting {
 		t.schedule()
@@ -118,7 +118,7 @@ func (t *timer) Start() error {
 	if t.cfg.Persistent && !t.lastTrigger.IsZero() {
 		for _, spec := range t.calendar {
 			if next, ok := spec.Next(t.lastTrigger); ok && !next.After(t.m.now()) {
-				t.u.Logf("Missed an elapse at %s while down; triggering now.", next.Format(time.RFC3339))
+				t.u.infof("Missed an elapse at %s while down; triggering now.", next.Format(time.RFC3339))
 				t.elapse()
 				return nil
 			}
@@ -236,9 +236,9 @@ func (t *timer) elapse() {
 	}
 	t.lastTrigger = t.m.now()
 	t.saveStamp()
-	t.u.Logf("Timer elapsed; starting %s.", t.target())
+	t.u.debugf("Timer elapsed; starting %s.", t.target())
 	if _, err := t.m.Enqueue(t.target(), api.JobStart, api.ModeReplace); err != nil {
-		t.u.Logf("Failed to start %s: %v", t.target(), err)
+		t.u.warnf("Failed to start %s: %v", t.target(), err)
 		t.result = "resources"
 		t.stopTimer()
 		t.setState(timerFailed)
@@ -268,7 +268,7 @@ func (t *timer) clockChanged(kind string) {
 		return
 	}
 	if (kind == "changed" && t.cfg.OnClockChange) || (kind == "timezone" && t.cfg.OnTimezoneChange) {
-		t.u.Logf("Clock %s; triggering.", kind)
+		t.u.infof("Clock %s; triggering.", kind)
 		if t.state != timerRunning {
 			t.elapse()
 			return
@@ -304,7 +304,7 @@ func (t *timer) saveStamp() {
 	os.MkdirAll(filepath.Dir(p), 0o755)
 	f, err := os.Create(p)
 	if err != nil {
-		t.u.Logf("persistent timer stamp: %v", err)
+		t.u.warnf("persistent timer stamp: %v", err)
 		return
 	}
 	f.Close()
@@ -377,7 +377,7 @@ func (m *Manager) watchClock() {
 	}
 	w, err := clock.Start(m.loop, clock.Options{})
 	if err != nil {
-		m.logf("calendar timers will not notice clock changes: %v", err)
+		m.warnf("calendar timers will not notice clock changes: %v", err)
 		return
 	}
 	m.clock = w
@@ -393,7 +393,7 @@ func (m *Manager) watchClock() {
 			}
 		},
 	}); err != nil {
-		m.logf("clock observer: %v", err)
+		m.warnf("clock observer: %v", err)
 	}
 }
 

@@ -121,7 +121,7 @@ func (tx *transaction) add(u *Unit, typ string, essential bool, by *txJob) *txJo
 			for _, name := range u.Deps(k) {
 				d, err := m.LoadUnit(name)
 				if err != nil {
-					m.logf("%s: dependency %s %s: %v", u.Name, k, name, err)
+					m.warnf("%s: dependency %s %s: %v", u.Name, k, name, err)
 					continue
 				}
 				if typ == api.JobStart && d.LoadState != LoadLoaded {
@@ -130,7 +130,7 @@ func (tx *transaction) add(u *Unit, typ string, essential bool, by *txJob) *txJo
 						// want is only noted.
 						tx.add(d, typ, true, j)
 					} else {
-						m.logf("%s: wanted unit %s is %s; ignoring", u.Name, name, d.LoadState)
+						m.warnf("%s: wanted unit %s is %s; ignoring", u.Name, name, d.LoadState)
 					}
 					continue
 				}
@@ -347,7 +347,7 @@ func (tx *transaction) breakCycles() error {
 		if victim == nil {
 			return fmt.Errorf("ordering cycle with only essential jobs: %s; transaction is invalid", strings.Join(names, " after "))
 		}
-		tx.m.logf("Found ordering cycle: %s; deleting job %s/%s to break it", strings.Join(names, " after "), victim.unit.Name, victim.typ)
+		tx.m.errorf("Found ordering cycle: %s; deleting job %s/%s to break it", strings.Join(names, " after "), victim.unit.Name, victim.typ)
 		tx.m.consoleLine(consoleWarn, "Ordering cycle found, skipping %s", victim.unit.describe())
 		tx.drop(victim)
 	}
@@ -501,7 +501,7 @@ func (m *Manager) jobTimedOut(j *Job) {
 	if _, ok := m.jobs[j.ID]; !ok {
 		return
 	}
-	m.logf("%s: job %s timed out", j.Unit.Name, j.Type)
+	m.warnf("%s: job %s timed out", j.Unit.Name, j.Type)
 	m.finishJob(j, api.ResultTimeout, fmt.Sprintf("job %s/%s timed out", j.Unit.Name, j.Type))
 }
 

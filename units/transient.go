@@ -157,7 +157,7 @@ func (m *Manager) StartTransient(t TransientUnit, mode string, ref bool) (*Job, 
 		m.dropTransient(t.Name)
 		return nil, err
 	}
-	u.Logf("Transient unit created from %s.", path)
+	u.debugf("Transient unit created from %s.", path)
 	if sc, ok := u.behaviour.(*scope); ok {
 		sc.adopt = append([]int{}, t.PIDs...)
 		sc.controller = t.Controller
@@ -199,16 +199,16 @@ func (m *Manager) takeOverTransients() {
 	keep := stamp != "" && string(prev) == stamp
 	entries, err := os.ReadDir(dir)
 	if err != nil && !os.IsNotExist(err) {
-		m.logf("transient units: %v", err)
+		m.warnf("transient units: %v", err)
 	}
 	for _, e := range entries {
 		p := filepath.Join(dir, e.Name())
 		_, nameErr := unitfile.ParseName(e.Name())
 		if !keep || nameErr != nil || !e.Type().IsRegular() {
 			if err := os.RemoveAll(p); err != nil {
-				m.logf("remove left-over transient unit %s: %v", p, err)
+				m.warnf("remove left-over transient unit %s: %v", p, err)
 			} else {
-				m.logf("removed left-over transient unit %s (written by an earlier manager)", p)
+				m.infof("removed left-over transient unit %s (written by an earlier manager)", p)
 			}
 			continue
 		}
@@ -219,7 +219,7 @@ func (m *Manager) takeOverTransients() {
 		return
 	}
 	if err := os.WriteFile(m.transientOwnerFile(), []byte(stamp), 0o644); err != nil {
-		m.logf("transient units: %v", err)
+		m.warnf("transient units: %v", err)
 	}
 }
 
@@ -299,7 +299,7 @@ func (m *Manager) collectTransient(name string) {
 	if !(u.active == StateInactive || u.active == StateFailed && t.collect == "inactive-or-failed") {
 		return
 	}
-	u.Logf("Transient unit collected.")
+	u.debugf("Transient unit collected.")
 	m.dropTransient(name)
 }
 
@@ -311,7 +311,7 @@ func (m *Manager) dropTransient(name string) {
 	}
 	delete(m.transients, name)
 	if err := os.Remove(t.path); err != nil && !os.IsNotExist(err) {
-		m.logf("%s: remove %s: %v", name, t.path, err)
+		m.warnf("%s: remove %s: %v", name, t.path, err)
 	}
 	// set-property's drop-in goes with the unit (its directory only if
 	// nothing else is in it).

@@ -120,8 +120,9 @@ func (u *Unit) SetState(active ActiveState, sub string) {
 	u.m.unitChanged(u, old, active)
 }
 
-// Logf writes a line to the unit's log and the manager's log.
-func (u *Unit) Logf(format string, args ...any) { u.m.unitLogf(u, format, args...) }
+// Logf writes a line to the unit's log and the manager's log at info
+// level (LogAt takes another).
+func (u *Unit) Logf(format string, args ...any) { u.logAt(LevelInfo, format, args...) }
 
 func (u *Unit) summary() api.UnitSummary {
 	s := api.UnitSummary{Name: u.Name, Type: u.Type, Load: u.LoadState, Active: string(u.active),

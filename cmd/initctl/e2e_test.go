@@ -231,13 +231,46 @@ func (v *vigilUnderTest) mainPID(unit string) int {
 // waitFor polls cond until it holds or the deadline passes.
 func (v *vigilUnderTest) waitFor(what string, cond func() bool) {
 	v.t.Helper()
+	v.waitForExplained(what, cond, nil)
+}
+
+// waitForExplained is waitFor whose failure also prints explain(): what
+// the test knows about why the condition may not have come, such as the
+// kernel state of a process that should have acted.
+func (v *vigilUnderTest) waitForExplained(what string, cond func() bool, explain func() string) {
+	v.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			v.t.Fatalf("timed out waiting for %s\nvigil stderr:\n%s", what, v.stderr)
+			more := ""
+			if explain != nil {
+				more = explain()
+			}
+			v.t.Fatalf("timed out waiting for %s\n%svigil stderr:\n%s", what, more, v.stderr)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// describeProcess is what /proc says a process is doing: its state, the
+// kernel function it sleeps in and its kernel stack (readable by root), so
+// that a process that never does its work shows where it is stuck (a held
+// fanotify permission event shows as fanotify_get_response).
+func describeProcess(pid int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "process %d:\n", pid)
+	for _, f := range []string{"stat", "wchan", "syscall", "stack"} {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f))
+		if err != nil {
+			fmt.Fprintf(&b, "  %s: %v\n", f, err)
+			continue
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", f, strings.TrimSpace(strings.ReplaceAll(string(data), "\n", "\n    ")))
+	}
+	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		fmt.Fprintf(&b, "  exe: %s\n", exe)
+	}
+	return b.String()
 }
 
 func (v *vigilUnderTest) waitActive(unit, state string) {
@@ -729,12 +762,21 @@ func TestTryRestartE2E(t *testing.T) {
 	// It restarts a running one.
 	v.expect(0, "start", "app.service")
 	pid := v.mainPID("app.service")
+	// A simple service's start job ends at the fork: wait for the shell's
+	// line, or try-restart can kill it before it writes and the file never
+	// gets a second line.
+	v.waitForExplained("the first start's line", func() bool { return len(readLines(t, starts)) >= 1 },
+		func() string { return describeProcess(pid) })
 	v.expect(0, "try-restart", "app.service")
 	pid2 := v.mainPID("app.service")
 	if pid2 == pid || !alive(pid2) || alive(pid) {
 		t.Errorf("try-restart of a running unit: main PID %d -> %d", pid, pid2)
 	}
-	v.waitFor("the second start's line", func() bool { return len(readLines(t, starts)) >= 2 })
+	v.waitForExplained("the second start's line", func() bool { return len(readLines(t, starts)) >= 2 },
+		func() string { return describeProcess(pid2) })
+	if got := readLines(t, starts); len(got) != 2 || got[0] != strconv.Itoa(pid) || got[1] != strconv.Itoa(pid2) {
+		t.Errorf("starts = %v, want [%d %d]", got, pid, pid2)
+	}
 }
 
 // gatedUnit is a oneshot that runs until the test creates DIR/GATE
@@ -1585,16 +1627,32 @@ func TestUnitsInheritNoStrayFDsE2E(t *testing.T) {
 
 	v.expect(0, "start", "fds.service")
 	pid := v.mainPID("fds.service")
+	// Right after its exec, /bin/sleep's dynamic loader has ld.so.cache
+	// and libc open as fd 3 for a moment; an inherited descriptor stays
+	// for good. So the test waits for none beyond 0-2 rather than looking
+	// once.
+	var stray []string
+	v.waitForExplained("the unit process to hold no descriptor beyond 0-2", func() bool {
+		stray = strayFDs(t, pid)
+		return len(stray) == 0
+	}, func() string { return fmt.Sprintf("unit process %d has %s\n", pid, strings.Join(stray, ", ")) })
+}
+
+// strayFDs lists a process's descriptors above 2 as "fd -> target".
+func strayFDs(t *testing.T, pid int) []string {
+	t.Helper()
 	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var stray []string
 	for _, e := range entries {
 		if fd, _ := strconv.Atoi(e.Name()); fd > 2 {
 			dest, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
-			t.Errorf("unit process has fd %d -> %s", fd, dest)
+			stray = append(stray, fmt.Sprintf("fd %d -> %s", fd, dest))
 		}
 	}
+	return stray
 }
 
 func TestListTimersE2E(t *testing.T) {

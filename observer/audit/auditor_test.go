@@ -175,13 +175,16 @@ func runShell(t *testing.T, program string) (int, string) {
 // this very process. A garbage collection starting in between would stop
 // the world, wait for that P forever, and never let the reader answer. The
 // collector is held off meanwhile; see docs/audit.md on what this means
-// for PID 1.
+// for PID 1. The forking thread keeps its P, so at least one other P must
+// be there for the reader: with GOMAXPROCS=1 (go test -cpu 1, a one-CPU
+// cgroup) nothing ran it and the test hung.
 func runDirect(t *testing.T, program string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0))))
 	return exec.CommandContext(ctx, program).Run()
 }
 

@@ -46,7 +46,13 @@
 // the directory above it, down to the path itself or its first missing
 // component, one watch per distinct directory. When one appears, goes or
 // is replaced (a directory higher up renamed included), the marks are
-// resolved again at once; nothing polls. The reader does the same, before
+// resolved again at once; nothing polls. A file system mounted over a
+// component of the path or over the file (or unmounted from there), which
+// no inotify record reports, is caught by the mount follower (mountFollow:
+// POLLPRI on /proc/self/mountinfo, so the mount namespace the source was
+// made in, PID 1's). The kernel mark of an inode its path no longer leads
+// to (hidden by a mount, renamed away) is removed through the inode's
+// file handle (removeUnreachable). The reader does the same, before
 // answering, for an open of a pending mark's first missing component (see
 // catchUp). A file deeper below the ancestor, created and opened at once,
 // may still beat its mark by the microseconds the watcher takes: the

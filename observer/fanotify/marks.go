@@ -35,6 +35,9 @@ type targetKey struct {
 type target struct {
 	path string
 	mask uint64
+	// handle reaches the inode again once path leads elsewhere (see
+	// removeUnreachable); nil for mounts and file systems without handles.
+	handle *unix.FileHandle
 }
 
 // markView is one mark as the reader matches events against it.
@@ -185,50 +188,60 @@ type resolved struct {
 // its mount for a tree, or its nearest existing ancestor.
 func resolve(k markKey) (resolved, error) {
 	perm := k.mask.kernelMask()
-	p := k.path
+	p, st, err := nearestExisting(k.path)
+	if err != nil {
+		return resolved{}, err
+	}
+	var fs unix.Statfs_t
+	if unix.Statfs(p, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC {
+		return resolved{}, fmt.Errorf("fanotify mark %s: %s is on procfs, which the source reads itself: %w", k.path, p, ErrUnavailable)
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	r := resolved{path: p, exists: p == k.path, isDir: isDir, real: k.path, realAt: p}
+	// Events carry the file's real path: match against that.
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		r.real = filepath.Join(real, strings.TrimPrefix(k.path, p))
+		r.realAt = real
+	}
+	switch {
+	case k.tree && r.exists:
+		var sx unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, p, 0, unix.STATX_MNT_ID, &sx); err != nil {
+			return resolved{}, fmt.Errorf("fanotify mark %s: mount id: %w", k.path, err)
+		}
+		r.key = targetKey{mount: true, ino: sx.Mnt_id}
+		r.mask = perm | unix.FAN_ONDIR
+		r.flags = unix.FAN_MARK_MOUNT
+		return r, nil
+	case r.exists && !isDir:
+		r.mask = perm
+	case r.exists:
+		r.mask = perm | unix.FAN_ONDIR | unix.FAN_EVENT_ON_CHILD
+	default:
+		// An ancestor stands in: its children's opens show the
+		// path's components appearing, and the path itself once
+		// it exists and is opened.
+		r.mask = perm | unix.FAN_OPEN_PERM | unix.FAN_ONDIR | unix.FAN_EVENT_ON_CHILD
+	}
+	r.key = targetKey{dev: uint64(st.Dev), ino: st.Ino}
+	return r, nil
+}
+
+// nearestExisting stats path or, while it does not exist, the directories
+// above it: it returns the first that exists, and its stat.
+func nearestExisting(path string) (string, unix.Stat_t, error) {
+	p := path
 	for {
 		var st unix.Stat_t
 		err := unix.Stat(p, &st)
 		if err == nil {
-			var fs unix.Statfs_t
-			if unix.Statfs(p, &fs) == nil && fs.Type == unix.PROC_SUPER_MAGIC {
-				return resolved{}, fmt.Errorf("fanotify mark %s: %s is on procfs, which the source reads itself: %w", k.path, p, ErrUnavailable)
-			}
-			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-			r := resolved{path: p, exists: p == k.path, isDir: isDir, real: k.path, realAt: p}
-			// Events carry the file's real path: match against that.
-			if real, err := filepath.EvalSymlinks(p); err == nil {
-				r.real = filepath.Join(real, strings.TrimPrefix(k.path, p))
-				r.realAt = real
-			}
-			switch {
-			case k.tree && r.exists:
-				var sx unix.Statx_t
-				if err := unix.Statx(unix.AT_FDCWD, p, 0, unix.STATX_MNT_ID, &sx); err != nil {
-					return resolved{}, fmt.Errorf("fanotify mark %s: mount id: %w", k.path, err)
-				}
-				r.key = targetKey{mount: true, ino: sx.Mnt_id}
-				r.mask = perm | unix.FAN_ONDIR
-				r.flags = unix.FAN_MARK_MOUNT
-				return r, nil
-			case r.exists && !isDir:
-				r.mask = perm
-			case r.exists:
-				r.mask = perm | unix.FAN_ONDIR | unix.FAN_EVENT_ON_CHILD
-			default:
-				// An ancestor stands in: its children's opens show the
-				// path's components appearing, and the path itself once
-				// it exists and is opened.
-				r.mask = perm | unix.FAN_OPEN_PERM | unix.FAN_ONDIR | unix.FAN_EVENT_ON_CHILD
-			}
-			r.key = targetKey{dev: uint64(st.Dev), ino: st.Ino}
-			return r, nil
+			return p, st, nil
 		}
 		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
-			return resolved{}, fmt.Errorf("fanotify mark %s: %w", k.path, err)
+			return "", st, fmt.Errorf("fanotify mark %s: %w", path, err)
 		}
 		if p == "/" {
-			return resolved{}, fmt.Errorf("fanotify mark %s: no existing ancestor", k.path)
+			return "", st, fmt.Errorf("fanotify mark %s: no existing ancestor", path)
 		}
 		p = filepath.Dir(p)
 	}
@@ -248,13 +261,14 @@ const maxRefreshPasses = 16
 // place every mark is resolved again, and the pass repeats if one moved.
 func (s *Source) refreshLocked() map[MarkID]error {
 	var errs map[MarkID]error
+	var used map[MarkID]resolved
 	for range maxRefreshPasses {
-		var used map[MarkID]resolved
 		errs, used = s.refreshPassLocked()
 		if !s.movedSince(used) {
 			break
 		}
 	}
+	s.lastUsed = used
 	return errs
 }
 
@@ -267,7 +281,7 @@ func (s *Source) movedSince(used map[MarkID]resolved) bool {
 		if had != (err == nil) {
 			return true
 		}
-		if had && (now.key != was.key || now.path != was.path || now.exists != was.exists) {
+		if had && (now.key != was.key || now.path != was.path || now.exists != was.exists || now.realAt != was.realAt) {
 			return true
 		}
 	}
@@ -326,6 +340,9 @@ func (s *Source) refreshPassLocked() (map[MarkID]error, map[MarkID]resolved) {
 	}
 	for key, t := range want {
 		have := s.applied[key]
+		if have != nil {
+			t.handle = have.handle
+		}
 		add := t.mask
 		if have != nil {
 			add &^= have.mask
@@ -345,6 +362,9 @@ func (s *Source) refreshPassLocked() (map[MarkID]error, map[MarkID]resolved) {
 			}
 			continue
 		}
+		if t.handle == nil && !key.mount {
+			t.handle = handleOf(t.path)
+		}
 	}
 	for key, have := range s.applied {
 		rm := have.mask
@@ -352,11 +372,12 @@ func (s *Source) refreshPassLocked() (map[MarkID]error, map[MarkID]resolved) {
 			rm &^= t.mask
 		}
 		if rm != 0 && s.stillAt(key, have.path) {
-			// The path may now lead elsewhere (a renamed or removed file):
-			// then the old inode keeps its mark, and the reader lets its
-			// events through since no mark's path matches them.
 			unix.FanotifyMark(s.fd, unix.FAN_MARK_REMOVE|s.flags[key], rm, unix.AT_FDCWD, have.path)
-		} else if rm != 0 {
+		} else if rm != 0 && !s.removeUnreachable(key, have, rm) {
+			// The path leads elsewhere now (a mount over it, a renamed or
+			// removed file) and the inode cannot be reached: it keeps its
+			// mark, and the reader lets its events through since no
+			// mark's path matches them.
 			s.stale = true
 		}
 		if want[key] == nil {

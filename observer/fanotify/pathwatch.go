@@ -153,8 +153,9 @@ const catchUpWait = time.Second
 // through that directory (openat of the file in it) is held. The
 // re-resolution runs on its own goroutine and the reader waits for it at
 // most catchUpWait: a holder of s.mu that is itself waiting in an open for
-// the reader (nothing under s.mu opens files, but a logger might) costs
-// that bound once, never a deadlock.
+// the reader (under s.mu only removeUnreachable opens files, a directory
+// to reach an inode its path no longer leads to; a logger might too)
+// costs that bound once, never a deadlock.
 func (s *Source) catchUp(path string) {
 	done := make(chan struct{})
 	go func() {

@@ -123,6 +123,7 @@ func TestReplacedFileIsMarkedAgain(t *testing.T) {
 // statistics show the restart.
 func TestPathWatcherComesBackAfterAPanic(t *testing.T) {
 	h := deciding(t, observer.Allow)
+	stopMountFollower(t, h)
 	dir := t.TempDir()
 	a := filepath.Join(dir, "a")
 	h.mark(filepath.Join(a, "file"), Open)
@@ -256,6 +257,7 @@ func TestOpenOfAComponentCatchesUp(t *testing.T) {
 	if h.src.paths == nil {
 		t.Fatal("no path watcher")
 	}
+	stopMountFollower(t, h)
 	stalled, release := make(chan struct{}), make(chan struct{})
 	defer close(release)
 	var once sync.Once

@@ -101,6 +101,9 @@ type Source struct {
 	// paths follows the directory entries the marks depend on (see
 	// pathWatch); nil if inotify is unavailable. Set before any mark.
 	paths *pathWatch
+	// mounts resolves the marks again when the mount table changes (see
+	// mountFollow); nil if /proc/self/mountinfo cannot be opened.
+	mounts *mountFollow
 
 	mu       sync.Mutex // guards the marks below
 	closed   bool
@@ -113,6 +116,10 @@ type Source struct {
 	// stale is set when a kernel mark could not be removed (its path leads
 	// elsewhere now), so applied no longer lists every kernel mark.
 	stale bool
+	// lastUsed is what each mark resolved to in the last refresh: a
+	// change of the mount table resolves the marks again only if one of
+	// them now resolves elsewhere (see mountsChanged).
+	lastUsed map[MarkID]resolved
 	// beforeWatch, when set, runs in each refresh pass between resolving
 	// the marks and placing the path watches: tests change paths there.
 	beforeWatch func()
@@ -185,6 +192,18 @@ func (s *Source) startReaders() {
 		s.mu.Unlock()
 		watcher = s.src.Keep("fanotify path watcher", keep, func() error { return paths.run(s) })
 	}
+	mounts, err := newMountFollow()
+	if err != nil {
+		s.logf("fanotify: %v: a mount over a marked path is noticed only when something else moves the marks", err)
+	}
+	var follower *observer.Keeper
+	if mounts != nil {
+		s.mu.Lock()
+		s.mounts = mounts
+		s.mu.Unlock()
+		follower = s.src.Keep("fanotify mount follower", keep, func() error { return mounts.run(s) })
+		mounts.keeper = follower
+	}
 	go func() {
 		<-s.stop
 		reader.Stop()
@@ -192,6 +211,12 @@ func (s *Source) startReaders() {
 			watcher.Stop()
 			paths.close()
 			<-watcher.Done()
+		}
+		if follower != nil {
+			follower.Stop()
+			mounts.sig.Stop()
+			<-follower.Done()
+			mounts.sig.Close()
 		}
 		<-reader.Done()
 		close(s.done)

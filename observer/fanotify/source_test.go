@@ -132,10 +132,14 @@ func TestOwnChildBeforeExecGoesInline(t *testing.T) {
 	// from our child still running our image, while this goroutine waits.
 	// That vfork child's exec is held by our own reader: a garbage
 	// collection in between would wait forever for the forking thread, so
-	// the collector is held off (units/exec's package doc).
+	// the collector is held off (units/exec's package doc). The forking
+	// thread also keeps its P: with GOMAXPROCS=1 (go test -cpu 1, a
+	// one-CPU cgroup) no P is left to run the reader, and the test hung.
 	runtime.GC()
 	gcPercent := debug.SetGCPercent(-1)
+	procs := runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0)))
 	err := osexec.Command(prog).Run()
+	runtime.GOMAXPROCS(procs)
 	debug.SetGCPercent(gcPercent)
 	if err == nil || !strings.Contains(err.Error(), "operation not permitted") {
 		t.Fatalf("exec by our own child with an inline deny: %v", err)
@@ -224,12 +228,22 @@ func TestDirectoryMarkCoversItsFiles(t *testing.T) {
 	h.wantPosted(1)
 }
 
+// The tree is on a private tmpfs: MarkTree marks the whole mount, and on
+// the root file system every open of every process on the machine (other
+// test packages, the go command) would wait for this test's reader. The
+// exec of /bin/cat itself would be held too, inside this process's vfork,
+// where a garbage collection waiting for the vforking thread while the
+// reader is stopped deadlocks the test and every opener with it.
 func TestMarkTreeCoversTheSubtreeOnly(t *testing.T) {
 	h := deciding(t, observer.Allow)
-	dir := t.TempDir()
+	mnt := privateTmpfs(t)
+	dir := filepath.Join(mnt, "tree")
 	deep := filepath.Join(dir, "x", "y", "z")
 	makeFile(t, deep, "z\n")
-	outside := tempFile(t, "out\n")
+	// Outside the tree but on the marked mount: the reader must answer
+	// it without posting.
+	outside := filepath.Join(mnt, "outside")
+	makeFile(t, outside, "out\n")
 	if _, err := h.src.MarkTree(dir, Open); err != nil {
 		t.Fatal(err)
 	}

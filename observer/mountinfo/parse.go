@@ -4,7 +4,8 @@
 // the kernel's "table changed" signal (POLLPRI|POLLERR on that file),
 // re-reads the table and posts one event per change: kind "mount",
 // "umount" or "remount", with the attributes where, what, fstype, options,
-// id and parent, and the Mount as payload.
+// id and parent, and the Mount as payload. A ChangeSignal only tells that
+// the table changed, for followers that do not need the table itself.
 //
 // The package imports nothing of Vigil but the observer core, so any guest
 // (the supervisor's mount units, an outside tool) can follow mounts.

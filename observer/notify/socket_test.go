@@ -147,14 +147,12 @@ func TestSystemdNotifyReadyStatus(t *testing.T) {
 	h := start(t, "", Options{}, true)
 	cmd := exec.Command(bin, "--ready", "--status=hi")
 	cmd.Env = []string{h.sock.Env()}
-	began := time.Now()
+	// An unanswered barrier times out after 5 s and systemd-notify then
+	// exits 1 with "Failed to invoke barrier": its exit status tells, with
+	// no clock (a loaded machine can take seconds just to start it).
 	out, err := cmd.CombinedOutput()
-	if err != nil {
+	if err != nil || strings.Contains(string(out), "barrier") {
 		t.Fatalf("systemd-notify: %v: %s", err, out)
-	}
-	// sd_notify_barrier times out after 5 s; an answered barrier is quick.
-	if d := time.Since(began); d > 4*time.Second {
-		t.Errorf("systemd-notify took %v: the barrier was not answered", d)
 	}
 	ev, m := h.next(t)
 	if !m.Ready || m.Status == nil || *m.Status != "hi" {

@@ -102,7 +102,7 @@ func TestHeldExecSpawnsSurviveGC(t *testing.T) {
 // directly, so the vfork child's exec is held by the copy's own reader; a
 // collection starting meanwhile waits for the forking thread forever. The
 // watchdog must see the spawns stop and the collections stop with them,
-// and the dump must show the collector stopping the world.
+// and the dump must show the collector stuck on the forking goroutine.
 func TestHeldExecWatchdogSeesDirectDeadlock(t *testing.T) {
 	if testing.Short() {
 		t.Skip("provokes a deadlock and waits it out")
@@ -125,9 +125,21 @@ func TestHeldExecWatchdogSeesDirectDeadlock(t *testing.T) {
 	if !r.worldStopped {
 		t.Errorf("the spawns stopped but the collections went on (%d): the watchdog would call this deadlock the wrong kind", r.gcs)
 	}
-	if !strings.Contains(r.out, "[stopping the world]") {
-		t.Errorf("the goroutine dump shows no collector stopping the world:\n%s", r.out)
+	if !collectorStuckOnVfork(r.out) {
+		t.Errorf("the goroutine dump shows no collector stopping the world or waiting to scan a goroutine:\n%s", r.out)
 	}
+}
+
+// collectorStuckOnVfork tells whether a goroutine dump shows the collector
+// waiting for the vforking goroutine, which it can neither stop nor scan
+// (its thread keeps its P and blocks signals until the child execs). The
+// wait takes one of two forms, depending on where the cycle was: a
+// goroutine "[stopping the world]" (starting a cycle or ending its mark
+// phase), or, during the mark phase, a mark worker spinning in
+// runtime.suspendG to scan that goroutine's stack; that worker keeps the
+// other P, so the fanotify reader stays runnable and never runs.
+func collectorStuckOnVfork(dump string) bool {
+	return strings.Contains(dump, "[stopping the world]") || strings.Contains(dump, "runtime.suspendG(")
 }
 
 // heldExecSetup mounts a private tmpfs and copies this test binary and
@@ -497,5 +509,21 @@ func TestStubExecNeverReported(t *testing.T) {
 	}
 	if stats := src.Stats(); stats.Read != 0 {
 		t.Errorf("the stub's memfd made %d events (%+v), want none: the ignore mark does not cover it", stats.Read, stats)
+	}
+}
+
+// TestCollectorStuckOnVforkForms: both dumps of a real deadlock are
+// recognised, the dump of a healthy run cut off at its limit is not.
+func TestCollectorStuckOnVforkForms(t *testing.T) {
+	stw := "goroutine 25 gp=0x1 m=nil [stopping the world]:\nruntime.stopTheWorldWithSema(...)\n"
+	scan := "goroutine 0 gp=0x1 m=0 mp=0x2 [idle]:\nruntime.osyield()\nruntime.suspendG(0x858e09023c0)\nruntime.markroot.func1()\n"
+	healthy := "goroutine 25 gp=0x1 m=nil [wait for GC cycle]:\nruntime.GC()\ngoroutine 19 gp=0x2 m=nil [IO wait]:\nvigil/units/exec.startTrampoline(...)\n"
+	for _, c := range []struct {
+		name, dump string
+		want       bool
+	}{{"stopping the world", stw, true}, {"mark worker in suspendG", scan, true}, {"healthy", healthy, false}} {
+		if got := collectorStuckOnVfork(c.dump); got != c.want {
+			t.Errorf("%s: collectorStuckOnVfork = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

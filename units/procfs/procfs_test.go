@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"vigil/observer/mountinfo"
 )
@@ -59,8 +62,24 @@ func TestParseStatOfSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.PID != os.Getpid() || st.PPID != os.Getppid() || st.State != 'R' || !st.HasStartTime || st.StartTime == 0 {
+	// /proc/self/stat shows the main thread's state, and this goroutine
+	// may run on another thread while the main one sleeps: State is
+	// checked on this very thread below.
+	if st.PID != os.Getpid() || st.PPID != os.Getppid() || !st.HasStartTime || st.StartTime == 0 {
 		t.Errorf("own stat: %+v (pid %d, ppid %d)", st, os.Getpid(), os.Getppid())
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	data, err = os.ReadFile("/proc/thread-self/stat")
+	if err != nil {
+		t.Skip(err)
+	}
+	th, err := ParseStat(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if th.PID != unix.Gettid() || th.State != 'R' || th.StartTime < st.StartTime {
+		t.Errorf("own thread's stat: %+v (tid %d; the process started at %d)", th, unix.Gettid(), st.StartTime)
 	}
 }
 

@@ -37,6 +37,29 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
+// openOnFreePort opens the listeners spec(port) describes on a port from
+// freePort, trying another one when the bind finds it taken: tests of
+// other packages run at the same time and may take the port between
+// freePort's check and the bind. It returns the listeners (closed at the
+// end of the test) and the port.
+func openOnFreePort(t *testing.T, spec func(port string) Spec) ([]*Listener, string) {
+	t.Helper()
+	for range 10 {
+		port := strconv.Itoa(freePort(t))
+		ls, err := Open(spec(port))
+		if err == nil {
+			t.Cleanup(func() { CloseAll(ls, true) })
+			return ls, port
+		}
+		if !strings.Contains(err.Error(), "already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("%v: trying another port", err)
+	}
+	t.Fatal("every port tried was taken before it could be bound")
+	return nil, ""
+}
+
 func mustParse(t *testing.T, kind Kind, value string) Address {
 	t.Helper()
 	a, err := ParseListen(kind, value)
@@ -131,15 +154,16 @@ func TestParseListenErrors(t *testing.T) {
 }
 
 func TestTCPOptions(t *testing.T) {
-	port := freePort(t)
-	ls := openSpec(t, Spec{
-		Unit:      "web.socket",
-		Listen:    []Address{mustParse(t, Stream, "127.0.0.1:"+strconv.Itoa(port))},
-		ReusePort: true, FreeBind: true, Transparent: true, KeepAlive: true, NoDelay: true,
-		ReceiveBuffer: 1 << 20, SendBuffer: 300000, Backlog: 17,
+	ls, port := openOnFreePort(t, func(port string) Spec {
+		return Spec{
+			Unit:      "web.socket",
+			Listen:    []Address{mustParse(t, Stream, "127.0.0.1:"+port)},
+			ReusePort: true, FreeBind: true, Transparent: true, KeepAlive: true, NoDelay: true,
+			ReceiveBuffer: 1 << 20, SendBuffer: 300000, Backlog: 17,
+		}
 	})
 	l := ls[0]
-	if l.Name != "web.socket" || l.String() != "127.0.0.1:"+strconv.Itoa(port) {
+	if l.Name != "web.socket" || l.String() != "127.0.0.1:"+port {
 		t.Errorf("name %q address %q", l.Name, l)
 	}
 	for _, o := range []struct {
@@ -218,11 +242,12 @@ func TestIPv6Options(t *testing.T) {
 	if _, err := net.Listen("tcp6", "[::1]:0"); err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
-	port := strconv.Itoa(freePort(t))
 	// The kernel makes a socket bound to a specific IPv6 address v6-only
 	// whatever it was told: the modes differ on the any address.
 	for mode, want := range map[string]int{"ipv6-only": 1, "both": 0} {
-		ls := openSpec(t, Spec{Unit: "v6.socket", Listen: []Address{mustParse(t, Datagram, "[::]:"+port)}, BindIPv6Only: mode})
+		ls, _ := openOnFreePort(t, func(port string) Spec {
+			return Spec{Unit: "v6.socket", Listen: []Address{mustParse(t, Datagram, "[::]:"+port)}, BindIPv6Only: mode}
+		})
 		if got := getInt(t, ls[0], unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); got != want {
 			t.Errorf("bind-ipv6-only = %s: IPV6_V6ONLY %d, want %d", mode, got, want)
 		}
@@ -232,11 +257,15 @@ func TestIPv6Options(t *testing.T) {
 		CloseAll(ls, true)
 	}
 	// A bare port is dual-stack with "both": an IPv4 client reaches it.
-	ls := openSpec(t, Spec{Unit: "any.socket", Listen: []Address{mustParse(t, Stream, port)}, BindIPv6Only: "both"})
+	ls, port := openOnFreePort(t, func(port string) Spec {
+		return Spec{Unit: "any.socket", Listen: []Address{mustParse(t, Stream, port)}, BindIPv6Only: "both"}
+	})
 	if got := getInt(t, ls[0], unix.IPPROTO_IPV6, unix.IPV6_V6ONLY); got != 0 {
 		t.Errorf("bare port with both: IPV6_V6ONLY %d", got)
 	}
-	loop6 := openSpec(t, Spec{Unit: "v6.socket", Listen: []Address{mustParse(t, Datagram, "[::1]:"+port)}})
+	loop6, _ := openOnFreePort(t, func(port string) Spec {
+		return Spec{Unit: "v6.socket", Listen: []Address{mustParse(t, Datagram, "[::1]:"+port)}}
+	})
 	if got := getInt(t, loop6[0], unix.SOL_SOCKET, unix.SO_TYPE); got != unix.SOCK_DGRAM {
 		t.Errorf("[::1] datagram: SO_TYPE %d", got)
 	}

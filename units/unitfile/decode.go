@@ -200,6 +200,8 @@ type unitDecoder struct {
 	// execCache remembers which executables exist, shared by the units
 	// of one Scan.
 	execCache map[string]bool
+	// execChecks lists the executables looked up, with the answers.
+	execChecks []execCheck
 	// setBy maps "section.key" to the file that last set it, for placing
 	// problems found after all files were read.
 	setBy map[string]*fileSource

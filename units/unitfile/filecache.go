@@ -23,6 +23,8 @@ type FileCache struct {
 	entries map[string]cachedFile
 	// now is the wall clock; tests set it to make files racy or not.
 	now func() time.Time
+	// dec keeps decoded units whose files did not change (decodecache.go).
+	dec decodeCache
 }
 
 // racyWindow is how recent a file's timestamp may be at reading for the
@@ -50,6 +52,14 @@ type FileStamp struct {
 // NewFileCache gives an empty cache.
 func NewFileCache() *FileCache {
 	return &FileCache{entries: map[string]cachedFile{}, now: time.Now}
+}
+
+// NewFileCacheClock is NewFileCache with another wall clock: tests move it
+// forward so that files they have just written are trusted at once.
+func NewFileCacheClock(now func() time.Time) *FileCache {
+	fc := NewFileCache()
+	fc.now = now
+	return fc
 }
 
 // Stamp gives the stamp path had when the last Scan with this cache read
@@ -141,13 +151,9 @@ func (fc *FileCache) remember(path string, pf *parsedFile, stamp FileStamp, read
 
 // keepOnly forgets every file not in paths (files deleted or no longer on
 // the search path).
-func (fc *FileCache) keepOnly(paths []string) {
-	keep := make(map[string]bool, len(paths))
-	for _, p := range paths {
-		keep[p] = true
-	}
+func (fc *FileCache) keepOnly(paths map[string]*parsedFile) {
 	for p := range fc.entries {
-		if !keep[p] {
+		if _, keep := paths[p]; !keep {
 			delete(fc.entries, p)
 		}
 	}

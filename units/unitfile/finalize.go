@@ -238,11 +238,21 @@ func (d *unitDecoder) checkCommands(section string, keys []string, lists []*Comm
 }
 
 func (d *unitDecoder) isExecutable(p string) bool {
-	if ok, known := d.execCache[p]; known {
+	ok := isExecutable(d.execCache, p)
+	// The answer is an input of the decoded unit besides its files: a
+	// cached decoding is reused only while every answer stays the same.
+	d.execChecks = append(d.execChecks, execCheck{path: p, ok: ok})
+	return ok
+}
+
+// isExecutable reports whether p is an executable file, remembering the
+// answer in cache for the rest of one Load, Scan or Check.
+func isExecutable(cache map[string]bool, p string) bool {
+	if ok, known := cache[p]; known {
 		return ok
 	}
 	st, err := os.Stat(p)
 	ok := err == nil && !st.IsDir() && st.Mode()&0o111 != 0
-	d.execCache[p] = ok
+	cache[p] = ok
 	return ok
 }

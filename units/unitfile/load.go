@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,6 +54,8 @@ type catalog struct {
 	execCache  map[string]bool        // executable path -> exists and is executable
 	parsed     map[string]*parsedFile // files read ahead by Scan
 	problems   []Problem
+	// cache, when Scan has one, also keeps decoded units (decodecache.go).
+	cache *FileCache
 }
 
 // file gives path read and parsed, from Scan's read-ahead if it has it.
@@ -66,7 +69,9 @@ func (c *catalog) file(path string) *parsedFile {
 // readAhead reads and parses files on every CPU: reading and parsing are
 // most of the cost of a Scan, and files are independent. With a cache,
 // files that did not change since the last Scan are taken from it (one
-// stat each) and the others are read, parsed and remembered.
+// stat each, on the caller's goroutine: usually no file changed, and
+// waking reader threads for stats cost more than the stats) and the
+// others are read, parsed and remembered.
 func (c *catalog) readAhead(paths []string, cache *FileCache) {
 	results := make([]*parsedFile, len(paths))
 	type reading struct {
@@ -75,34 +80,46 @@ func (c *catalog) readAhead(paths []string, cache *FileCache) {
 	}
 	readings := make([]reading, len(paths))
 	var readAt time.Time
+	var todo []int // indexes of the files to read
 	if cache != nil {
 		readAt = cache.now()
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(paths)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				if cache == nil {
-					results[i] = parseFile(paths[i])
-					continue
-				}
-				if pf, _, ok := cache.lookup(paths[i]); ok {
-					results[i] = pf
-					continue
-				}
-				pf, stamp, ok := readStamped(paths[i])
-				results[i], readings[i] = pf, reading{stamp, ok}
+		for i, p := range paths {
+			if pf, _, ok := cache.lookup(p); ok {
+				results[i] = pf
+			} else {
+				todo = append(todo, i)
 			}
-		}()
+		}
+	} else {
+		todo = make([]int, len(paths))
+		for i := range todo {
+			todo[i] = i
+		}
 	}
-	for i := range paths {
-		next <- i
+	read := func(i int) {
+		if cache == nil {
+			results[i] = parseFile(paths[i])
+			return
+		}
+		pf, stamp, ok := readStamped(paths[i])
+		results[i], readings[i] = pf, reading{stamp, ok}
 	}
-	close(next)
-	wg.Wait()
+	if workers := min(runtime.GOMAXPROCS(0), len(todo)); workers <= 1 {
+		for _, i := range todo {
+			read(i)
+		}
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for k := int(next.Add(1)) - 1; k < len(todo); k = int(next.Add(1)) - 1 {
+					read(todo[k])
+				}
+			})
+		}
+		wg.Wait()
+	}
 	c.parsed = make(map[string]*parsedFile, len(paths))
 	for i, p := range paths {
 		c.parsed[p] = results[i]
@@ -111,7 +128,7 @@ func (c *catalog) readAhead(paths []string, cache *FileCache) {
 		}
 	}
 	if cache != nil {
-		cache.keepOnly(paths)
+		cache.keepOnly(c.parsed)
 	}
 }
 
@@ -355,28 +372,55 @@ func (c *catalog) load(n Name) *Unit {
 	if r.masked {
 		return &Unit{Name: r.primary.String(), ID: r.primary, Type: r.primary.Type, LoadState: LoadStateMasked, Fragment: r.maskPath}
 	}
+	// A slice needs no file, as in systemd: its name says where it sits
+	// in the tree, and drop-ins may still give it settings.
+	var inputs []*parsedFile
+	if r.found {
+		frag := c.file(r.fragment)
+		if frag.readErr == nil && frag.src == "" {
+			// An empty unit file masks the unit, as in systemd.
+			return &Unit{Name: r.primary.String(), ID: r.primary, Type: r.primary.Type, LoadState: LoadStateMasked, Fragment: r.fragment}
+		}
+		inputs = append(inputs, frag)
+	}
+	dropIns := c.dropIns(r.primary)
+	for _, f := range dropIns {
+		inputs = append(inputs, c.file(f))
+	}
+	u := c.cache.reuse(r.primary.String(), r.fragment, dropIns, inputs, c.execCache)
+	if u == nil {
+		u = c.decode(r, dropIns, inputs)
+	}
+	// Links and aliases come from the directories, not from the unit's
+	// files: they are added to reused decodings too.
+	u.Unit.Wants = appendMissing(u.Unit.Wants, c.dependencyLinks(r.primary, ".wants"))
+	u.Unit.Requires = appendMissing(u.Unit.Requires, c.dependencyLinks(r.primary, ".requires"))
+	u.Aliases = c.aliasesOf(r.primary)
+	if n != r.primary && !contains(u.Aliases, n.String()) {
+		u.Aliases = append(u.Aliases, n.String())
+	}
+	return u
+}
+
+// decode applies a unit's fragment (inputs[0] if r.found) and drop-ins
+// onto the defaults and checks the result.
+func (c *catalog) decode(r resolution, dropIns []string, inputs []*parsedFile) *Unit {
 	d := newUnitDecoder(c.schema, c.ctx, r.primary)
 	d.execCache = c.execCache
 	u := d.unit
 	u.Fragment = r.fragment
-	// A slice needs no file, as in systemd: its name says where it sits
-	// in the tree, and drop-ins may still give it settings.
-	frag := &parsedFile{}
+	dropInInputs := inputs
 	if r.found {
-		frag = c.file(r.fragment)
+		frag := inputs[0]
+		dropInInputs = inputs[1:]
+		if frag.readErr != nil {
+			d.problems = append(d.problems, Problem{File: r.fragment, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(frag.readErr)), Severity: SeverityError})
+		} else {
+			d.applyParsed(r.fragment, frag)
+		}
 	}
-	switch {
-	case !r.found:
-	case frag.readErr != nil:
-		d.problems = append(d.problems, Problem{File: r.fragment, Msg: fmt.Sprintf("cannot read: %v", unwrapPathError(frag.readErr)), Severity: SeverityError})
-	case frag.src == "":
-		// An empty unit file masks the unit, as in systemd.
-		return &Unit{Name: r.primary.String(), ID: r.primary, Type: r.primary.Type, LoadState: LoadStateMasked, Fragment: r.fragment}
-	default:
-		d.applyParsed(r.fragment, frag)
-	}
-	for _, f := range c.dropIns(r.primary) {
-		pf := c.file(f)
+	for i, f := range dropIns {
+		pf := dropInInputs[i]
 		if pf.readErr != nil {
 			d.problems = append(d.problems, Problem{File: f, Msg: fmt.Sprintf("cannot read drop-in: %v", unwrapPathError(pf.readErr)), Severity: SeverityError})
 			continue
@@ -384,13 +428,9 @@ func (c *catalog) load(n Name) *Unit {
 		u.DropIns = append(u.DropIns, f)
 		d.applyParsed(f, pf)
 	}
-	u.Unit.Wants = appendMissing(u.Unit.Wants, c.dependencyLinks(r.primary, ".wants"))
-	u.Unit.Requires = appendMissing(u.Unit.Requires, c.dependencyLinks(r.primary, ".requires"))
-	u.Aliases = c.aliasesOf(r.primary)
-	if n != r.primary && !contains(u.Aliases, n.String()) {
-		u.Aliases = append(u.Aliases, n.String())
-	}
-	return d.finish()
+	u = d.finish()
+	c.cache.keepDecoding(r.primary.String(), u, dropIns, inputs, d.execChecks)
+	return u
 }
 
 // finish runs the final checks and sets the load state.
@@ -481,6 +521,9 @@ func Scan(paths Paths, ctx Context) (map[string]*Unit, []error) {
 // and leaves in it the files of this scan; a nil cache reads every file.
 func ScanCached(paths Paths, ctx Context, cache *FileCache) (map[string]*Unit, []error) {
 	c := readCatalog(paths, &ctx)
+	c.cache = cache
+	cache.beginDecoding(&ctx)
+	defer cache.endDecoding()
 	names := make([]string, 0, len(c.entries))
 	for name := range c.entries {
 		names = append(names, name)

@@ -162,6 +162,9 @@ type ExecContext struct {
 	LogsDirectoryMode          Mode            `key:"logs-directory-mode"`          // default 0755
 	ConfigurationDirectoryMode Mode            `key:"configuration-directory-mode"` // default 0755
 	RuntimeDirectoryPreserve   DirPreserveMode `key:"runtime-directory-preserve"`   // default no
+	// TimeoutClean bounds `systemctl clean`: a clean still running then
+	// is abandoned and the unit fails (units/clean.go).
+	TimeoutClean time.Duration `key:"timeout-clean"` // default Infinity
 }
 
 // DirPreserveMode is runtime-directory-preserve: whether a stopped unit's
@@ -505,6 +508,7 @@ func (c *ExecContext) setDefaults() {
 	c.RuntimeDirectoryMode, c.StateDirectoryMode, c.CacheDirectoryMode = 0o755, 0o755, 0o755
 	c.LogsDirectoryMode, c.ConfigurationDirectoryMode = 0o755, 0o755
 	c.RuntimeDirectoryPreserve = "no"
+	c.TimeoutClean = Infinity
 }
 
 func (c *KillContext) setDefaults() {
