@@ -114,14 +114,18 @@ func hashConfig(cfg *config) string { return stampConfig(cfg, nil) }
 // stampConfig is hashConfig with the files' stamps taken from the scan
 // that just read them, where it has them, instead of one more stat each.
 func stampConfig(cfg *config, scanned *unitfile.FileCache) string {
-	var b strings.Builder
+	return string(appendStamp(nil, cfg, scanned))
+}
+
+// appendStamp appends stampConfig's text to b.
+func appendStamp(b []byte, cfg *config, scanned *unitfile.FileCache) []byte {
 	write := func(f string, size int64, mtime time.Time) {
-		b.WriteString(f)
-		b.WriteByte(':')
-		b.WriteString(strconv.FormatInt(size, 10))
-		b.WriteByte(':')
-		b.WriteString(strconv.FormatInt(mtime.UnixNano(), 10))
-		b.WriteByte(';')
+		b = append(b, f...)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, size, 10)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, mtime.UnixNano(), 10)
+		b = append(b, ';')
 	}
 	for i := -1; i < len(cfg.DropIns); i++ {
 		f := cfg.Fragment
@@ -136,10 +140,10 @@ func stampConfig(cfg *config, scanned *unitfile.FileCache) string {
 		} else if fi, err := os.Stat(f); err == nil {
 			write(f, fi.Size(), fi.ModTime())
 		} else {
-			b.WriteString(f)
+			b = append(b, f...)
 		}
 	}
-	return b.String()
+	return b
 }
 
 func (m *Manager) newUnit(name string) *Unit {
@@ -183,7 +187,12 @@ func (m *Manager) applyConfig(u *Unit, cfg *config) {
 	u.DropIns = cfg.DropIns
 	u.LoadState = string(cfg.LoadState)
 	u.LoadError = ""
-	u.loadedHash = stampConfig(cfg, m.scanStamps)
+	// Built on the stack and kept only if it differs: on a reload most
+	// units' files did not change.
+	var buf [256]byte
+	if stamp := appendStamp(buf[:0], cfg, m.scanStamps); string(stamp) != u.loadedHash {
+		u.loadedHash = string(stamp)
+	}
 	if cfg.LoadState == unitfile.LoadStateBadSetting || unitfile.HasErrors(cfg.Problems) {
 		u.LoadState = LoadBadSetting
 		var msgs []string

@@ -406,4 +406,7 @@ func (m *Manager) Close() {
 	}
 	m.closePaths()
 	m.closeAutomounts()
+	if m.cgroupEvents != nil {
+		m.cgroupEvents.Close()
+	}
 }

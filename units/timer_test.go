@@ -122,10 +122,17 @@ func TestPersistentTimerCatchesUpOnce(t *testing.T) {
 	os.WriteFile(stamp, nil, 0o644)
 	past := time.Now().Add(-2 * time.Hour)
 	os.Chtimes(stamp, past, past)
+	began := time.Now()
 	h.start("late.timer")
 	waitRuns(t, h, "late", 1, 30*time.Second)
 	time.Sleep(300 * time.Millisecond)
-	if n := runs(h, "late"); n != 1 {
+	// A full hour passed meanwhile (the test ran at hh:59:59) is a due
+	// elapse of its own, not a second catch-up.
+	want := 1
+	if hour := "2006-01-02 15"; time.Now().Format(hour) != began.Format(hour) {
+		want = 2
+	}
+	if n := runs(h, "late"); n != 1 && n != want {
 		t.Errorf("caught up %d times, want once", n)
 	}
 	if fi, err := os.Stat(stamp); err != nil || time.Since(fi.ModTime()) > time.Minute {

@@ -25,8 +25,11 @@ type Watcher struct {
 	ifd      int
 	stop     [2]int // a pipe that wakes the poll loop on Close
 	zonePath string
-	once     sync.Once
-	done     chan struct{}
+	// zoneErr is why the zone watch could not be set up (nil when it
+	// was, or was not asked for): the clock events go on without it.
+	zoneErr error
+	once    sync.Once
+	done    chan struct{}
 	// reader runs run, again after a panic or an error (observer.Keep);
 	// runs counts its runs (owned by the reader goroutine).
 	reader *observer.Keeper
@@ -63,7 +66,12 @@ func Start(loop *observer.Loop, opts Options) (*Watcher, error) {
 				w.ifd = ifd
 			} else {
 				unix.Close(ifd)
+				w.zoneErr = fmt.Errorf("clock: watch %s: %w", filepath.Dir(opts.LocaltimePath), err)
 			}
+		} else {
+			// Out of inotify instances (fs.inotify.max_user_instances
+			// counts every process of the user).
+			w.zoneErr = fmt.Errorf("clock: inotify for %s: %w", opts.LocaltimePath, err)
 		}
 	}
 	if err := unix.Pipe2(w.stop[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
@@ -74,6 +82,10 @@ func Start(loop *observer.Loop, opts Options) (*Watcher, error) {
 	go func() { <-w.reader.Done(); close(w.done) }()
 	return w, nil
 }
+
+// ZoneWatchErr tells why time zone changes are not watched: nil when they
+// are (or LocaltimePath was "-"). Clock changes are reported either way.
+func (w *Watcher) ZoneWatchErr() error { return w.zoneErr }
 
 // arm sets the timerfd to a far-away absolute time with CANCEL_ON_SET: it
 // never expires, it only gets cancelled when the clock is set.

@@ -2,6 +2,7 @@ package mountinfo
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,18 +17,35 @@ import (
 // busy is stamped with the time of the read, not of its late dispatch,
 // so a guest can tell it from news of after its own calls (the mount
 // units do).
+//
+// The table followed is that of a private mount namespace. In the host's,
+// any mount on the machine (other test packages, this package's previous
+// run unmounting) starts a read, and a mount landing in the middle of
+// that read is found by it and stamped with its start, before the mount
+// call began; so would one in the watcher's own first read.
 func TestEventsCarryTheTimeTheTableWasRead(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to mount")
 	}
 	where := filepath.Join(t.TempDir(), "m")
 	os.Mkdir(where, 0o755)
-	w, got, loop := startWatcherWithLoop(t, Options{NoInitial: true, Under: filepath.Dir(where)})
+	inNS, tid := privateNSThread(t)
+	w, got, loop := startWatcherWithLoop(t, Options{NoInitial: true, Under: filepath.Dir(where),
+		Path: fmt.Sprintf("/proc/%d/task/%d/mountinfo", os.Getpid(), tid)})
+	// The watcher reads the table once more as it starts (Watcher.run):
+	// a mount landing in that read would be stamped with its start too.
+	for deadline := time.Now().Add(20 * time.Second); w.Stats().Reads < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watcher did not start reading: %+v", w.Stats())
+		}
+	}
 	var mountedAt, busyUntil time.Duration
 	done := make(chan error, 1)
 	loop.Do(func() {
 		before := loop.Now()
-		if err := unix.Mount("vigiltest", where, "tmpfs", 0, "size=64k"); err != nil {
+		var err error
+		inNS(func() { err = unix.Mount("vigiltest", where, "tmpfs", 0, "size=64k") })
+		if err != nil {
 			done <- err
 			return
 		}
@@ -42,11 +60,41 @@ func TestEventsCarryTheTimeTheTableWasRead(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Skipf("cannot mount tmpfs here: %v", err)
 	}
-	defer unix.Unmount(where, unix.MNT_DETACH)
 	ev := waitFor(t, got, KindMount, where)
 	if ev.Mono < mountedAt || ev.Mono >= busyUntil {
 		t.Fatalf("event stamped %v; the mount call began at %v and the loop was busy until %v", ev.Mono, mountedAt, busyUntil)
 	}
+}
+
+// privateNSThread keeps a thread in a private mount namespace (see
+// inPrivateMountNS) until the end of the test, and returns a function
+// that runs fn on that thread, and the thread's ID.
+func privateNSThread(t *testing.T) (func(fn func()), int) {
+	t.Helper()
+	calls := make(chan func())
+	ready := make(chan int, 1)
+	failed := make(chan error, 1)
+	go func() {
+		failed <- inPrivateMountNS(t, func() error {
+			ready <- unix.Gettid()
+			for fn := range calls {
+				fn()
+			}
+			return nil
+		})
+	}()
+	var tid int
+	select {
+	case tid = <-ready:
+	case err := <-failed:
+		t.Skipf("private mount namespace: %v", err)
+	}
+	t.Cleanup(func() { close(calls) })
+	return func(fn func()) {
+		ran := make(chan struct{})
+		calls <- func() { defer close(ran); fn() }
+		<-ran
+	}, tid
 }
 
 // startWatcherWithLoop is startWatcher that also gives the loop.

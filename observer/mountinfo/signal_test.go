@@ -20,10 +20,25 @@ func inPrivateMountNS(t *testing.T, f func() error) error {
 	done := make(chan error, 1)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	go func() {
+	var work func()
+	work = func() {
 		// Never unlocked: the thread, in its own namespace, goes with
 		// the goroutine.
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// Not the main thread: /proc/self is the main thread's, and
+			// Go keeps the main thread when a goroutine locked to it
+			// ends, so it would stay in the private namespace, and every
+			// later test reading /proc/self/mountinfo (the watcher's)
+			// would see that table and not one of its own mounts. While
+			// this goroutine holds the main thread, another one gets
+			// another thread.
+			other := make(chan struct{})
+			go func() { defer close(other); work() }()
+			<-other
+			runtime.UnlockOSThread()
+			return
+		}
 		defer func() { <-release }()
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			done <- err
@@ -34,7 +49,8 @@ func inPrivateMountNS(t *testing.T, f func() error) error {
 			return
 		}
 		done <- f()
-	}()
+	}
+	go work()
 	return <-done
 }
 

@@ -374,3 +374,37 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// FuzzScanReuse: for any unit file and drop-in, a scan that reuses the
+// decoding gives what a plain Scan gives, also after the caller changed
+// the units of the scan before.
+func FuzzScanReuse(f *testing.F) {
+	f.Add("[unit]\ndescription = \"%n on %H\"\nwants = \"b.service\"\n[service]\nexec-start = \"true x\"\nenvironment = { A = \"1\" }\n", "[service]\nenvironment = { B = \"2\" }\n")
+	f.Add("[service\n", "")
+	f.Add("[unit]\nafter = [\"x.target\"]\n[resources]\ncpu-weight = 5\nio-device-weight = { \"/dev/vda\" = \"10M\" }\n", "[unit]\nafter = []\n")
+	f.Add("[service]\ntype = \"oneshot\"\nexec-start = [[\"/bin/sh\", \"-c\", \"echo %i\"], \"-/bin/false\"]\nlimits = { nofile = \"1024:4096\" }\n", "[unit]\ncondition = { path-exists = \"!/x\" }\n")
+	f.Fuzz(func(t *testing.T, unit, dropIn string) {
+		dir := t.TempDir()
+		if err := os.MkdirAll(filepath.Join(dir, "a.service.d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "a.service"), []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "a.service.d", "10-x.toml"), []byte(dropIn), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths, ctx := Paths{dir}, testContext()
+		want, wantProblems := Scan(paths, ctx)
+		fc := agedCache()
+		for round := range 3 {
+			got, problems := ScanCached(paths, ctx, fc)
+			if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(problems, wantProblems) {
+				t.Fatalf("round %d: the cached scan differs from Scan", round)
+			}
+			if u := got["a.service"]; u != nil {
+				populate(reflect.ValueOf(u).Elem(), 0) // a caller that changes everything
+			}
+		}
+	})
+}

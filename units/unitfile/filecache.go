@@ -13,9 +13,10 @@ import (
 // device, inode, size, modification and change time; one write of the same
 // size within the file system's timestamp granularity could look unchanged,
 // so a file is reused only if its timestamps were older than racyWindow
-// when it was read (git's "racily clean" rule). The decoded Units are built
-// anew on every Scan; only the parsed TOML is shared, and decoding never
-// changes it.
+// when it was read (git's "racily clean" rule). Decoding never changes the
+// parsed TOML. A unit whose files (and other inputs) did not change keeps
+// its decoding too, handed out as a fresh deep copy on every Scan (see
+// decodecache.go).
 //
 // A FileCache belongs to one caller (the manager's loop); Scan's own
 // readers only look entries up while it waits for them.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -300,16 +301,23 @@ func (c *catalog) aliasesOf(primary Name) []string {
 // first (by directory priority, then in that order), and a drop-in linked to
 // /dev/null hides the others of its name. The result is sorted by file name.
 func (c *catalog) dropIns(n Name) []string {
-	candidates := []string{n.String() + ".d"}
+	if len(c.dropinDirs) == 0 {
+		return nil // no drop-in directory anywhere: the common case
+	}
+	// Looked up without building a list of the candidates: a reload asks
+	// this for every unit, twice, and most units have no drop-in.
+	own := c.dropinDirs[n.String()+".d"]
+	var tmpl []dirRef
 	if t := n.Template(); t != "" && !n.IsTemplate {
-		candidates = append(candidates, t+".d")
+		tmpl = c.dropinDirs[t+".d"]
 	}
-	candidates = append(candidates, string(n.Type)+".d")
-	var refs []dirRef
-	for _, cand := range candidates {
-		refs = append(refs, c.dropinDirs[cand]...)
+	typ := c.dropinDirs[string(n.Type)+".d"]
+	if len(own)+len(tmpl)+len(typ) == 0 {
+		return nil
 	}
-	sort.SliceStable(refs, func(i, j int) bool { return refs[i].prio < refs[j].prio })
+	refs := make([]dirRef, 0, len(own)+len(tmpl)+len(typ))
+	refs = append(append(append(refs, own...), tmpl...), typ...)
+	slices.SortStableFunc(refs, func(a, b dirRef) int { return a.prio - b.prio })
 	seen := map[string]bool{}
 	var files []string
 	for _, ref := range refs {

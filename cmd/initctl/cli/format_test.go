@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -259,22 +260,49 @@ func TestSpinnerOnTerminal(t *testing.T) {
 	if tty, _ := terminal(&bytes.Buffer{}); tty {
 		t.Fatal("a buffer is a terminal")
 	}
-	got := make(chan string, 1)
+	var (
+		mu    sync.Mutex
+		drawn []byte
+	)
+	ended := make(chan struct{})
 	go func() {
-		b, _ := io.ReadAll(master) // ends with EIO once the slave closes
-		got <- string(b)
+		defer close(ended)
+		buf := make([]byte, 4096)
+		for {
+			n, err := master.Read(buf) // EIO once the slave closes
+			mu.Lock()
+			drawn = append(drawn, buf[:n]...)
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
 	}()
+	shown := func() string { mu.Lock(); defer mu.Unlock(); return string(drawn) }
 	m := newTestManager(t)
-	var out bytes.Buffer
-	code := run(context.Background(), []string{"initctl", "--socket", m.socket, "start", "slow.service"}, &out, slave)
+	// The job runs until the spinner line is on the screen: a fixed job
+	// length could end before a loaded machine drew it.
+	release := m.holdJobs("slow.service")
+	spinner := regexp.MustCompile(`A start job is running for slow\.service \(\d+s\)`)
+	exited := make(chan int, 1)
+	go func() {
+		var out bytes.Buffer
+		exited <- run(context.Background(), []string{"initctl", "--socket", m.socket, "start", "slow.service"}, &out, slave)
+	}()
+	for deadline := time.Now().Add(30 * time.Second); !spinner.MatchString(shown()) || !strings.Contains(shown(), "\r\x1b[K["); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			release()
+			t.Fatalf("no spinner line on the terminal while the job runs: %q", shown())
+		}
+	}
+	release()
+	code := <-exited
 	slave.Close()
 	if code != 0 {
 		t.Fatalf("start slow: exit %d", code)
 	}
-	screen := <-got
-	if !strings.Contains(screen, "A start job is running for slow.service (0s)") || !strings.Contains(screen, "\r\x1b[K[") {
-		t.Fatalf("no spinner line on the terminal: %q", screen)
-	}
+	<-ended
+	screen := shown()
 	if !strings.HasSuffix(screen, "\r\x1b[K") {
 		t.Fatalf("spinner line not cleared at the end: %q", screen)
 	}

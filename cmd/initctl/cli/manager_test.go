@@ -31,6 +31,9 @@ type testManager struct {
 	args     map[string]any // last decoded args per method
 	streams  chan string    // "observe done" / "logs done" when a stream's client left
 	jobDelay map[string]time.Duration
+	// jobGates holds a unit's jobs running until the channel is closed
+	// (see holdJobs); read and written on the loop only.
+	jobGates map[string]chan struct{}
 }
 
 func newTestManager(t *testing.T) *testManager {
@@ -350,7 +353,7 @@ func (m *testManager) runJobs(r *control.Request, a api.JobArgs) {
 	for i := range out.Jobs {
 		j := &out.Jobs[i]
 		r.Progress(api.JobEvent{JobID: j.ID, Unit: j.Unit, Type: j.Type, State: "running", Message: "Starting " + m.units[j.Unit].Description + "..."})
-		m.loop.AfterFunc(m.jobDelay[j.Unit]+5*time.Millisecond, func() {
+		finish := func() {
 			j.State = "done"
 			switch j.Unit {
 			case "bad.service":
@@ -364,8 +367,35 @@ func (m *testManager) runJobs(r *control.Request, a api.JobArgs) {
 			if pending--; pending == 0 {
 				r.Reply(out)
 			}
-		})
+		}
+		if gate := m.jobGates[j.Unit]; gate != nil {
+			go func() { <-gate; m.loop.Do(finish) }()
+			continue
+		}
+		m.loop.AfterFunc(m.jobDelay[j.Unit]+5*time.Millisecond, finish)
 	}
+}
+
+// holdJobs makes unit's jobs run until release is called, rather than for
+// their jobDelay: a test that must see a job running (a spinner line) does
+// not depend on how fast a loaded machine gets there.
+func (m *testManager) holdJobs(unit string) (release func()) {
+	m.t.Helper()
+	gate := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := m.loop.Call(ctx, func() {
+		if m.jobGates == nil {
+			m.jobGates = map[string]chan struct{}{}
+		}
+		m.jobGates[unit] = gate
+	}); err != nil {
+		m.t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	m.t.Cleanup(release)
+	return release
 }
 
 func contains(list []string, s string) bool {
