@@ -381,6 +381,9 @@ func (m *Manager) watchClock() {
 		return
 	}
 	m.clock = w
+	if err := w.ZoneWatchErr(); err != nil {
+		m.warnf("calendar timers will not notice time zone changes: %v", err)
+	}
 	if _, err := m.loop.Register(observer.Observer{
 		Guest:  "supervisor",
 		Name:   "clock changes",
