@@ -64,3 +64,6 @@ func threadsCPU(b *testing.B, pid int) int64 {
 func BenchmarkSystemctlDaemonReload(b *testing.B) { benchmarkSystemctl(b, "daemon-reload") }
 func BenchmarkSystemctlStart(b *testing.B)        { benchmarkSystemctl(b, "start", "noop.service") }
 func BenchmarkSystemctlListUnits(b *testing.B)    { benchmarkSystemctl(b, "list-units") }
+func BenchmarkSystemctlIsSystemRunning(b *testing.B) {
+	benchmarkSystemctl(b, "is-system-running")
+}
