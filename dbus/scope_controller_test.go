@@ -1,7 +1,6 @@
 package dbus
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,13 +22,7 @@ import (
 func TestScopeControllerForgottenWhenGone(t *testing.T) {
 	needTool(t, "dbus-daemon")
 	h := newHarness(t, testUnits())
-	busDir := t.TempDir()
-	sock := filepath.Join(busDir, "system_bus_socket")
-	startBus(t, busDir, sock)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go h.srv.ServeSystemBus(ctx, sock)
-	waitForOwnerGodbus(t, sock, 10*time.Second)
+	sock, _ := serveOnNewBus(t, h)
 
 	const wellKnown = "org.example.VigilScopeController"
 	client, err := dbus.Connect("unix:path=" + sock)
@@ -144,13 +137,7 @@ func TestScopeControllerForgottenWhenGone(t *testing.T) {
 func TestScopeControllerForgottenWhenBusGoes(t *testing.T) {
 	needTool(t, "dbus-daemon")
 	h := newHarness(t, testUnits())
-	busDir := t.TempDir()
-	sock := filepath.Join(busDir, "system_bus_socket")
-	stopBus := startBus(t, busDir, sock)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go h.srv.ServeSystemBus(ctx, sock)
-	waitForOwnerGodbus(t, sock, 10*time.Second)
+	sock, stopBus := serveOnNewBus(t, h)
 
 	client, err := dbus.Connect("unix:path=" + sock)
 	if err != nil {
@@ -176,28 +163,5 @@ func TestScopeControllerForgottenWhenBusGoes(t *testing.T) {
 	waitProp(t, private, "bus-gone.scope", "org.freedesktop.systemd1.Scope", "Controller", "", 20*time.Second)
 	if got := getProp(t, private, "bus-gone.scope", ifaceUnit, "ActiveState"); got != "active" {
 		t.Errorf("the scope is %v after the bus went, want active", got)
-	}
-}
-
-// waitForOwnerGodbus waits until org.freedesktop.systemd1 has an owner on
-// the bus at sock, asking with godbus: busctl's exit could be reaped by
-// the harness's reaper before exec's wait.
-func waitForOwnerGodbus(t *testing.T, sock string, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		var has bool
-		conn, err := dbus.Connect("unix:path=" + sock) // the bus may not listen yet
-		if err == nil {
-			err = conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, busName).Store(&has)
-			conn.Close()
-		}
-		if err == nil && has {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear on the bus within %v: %v", busName, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

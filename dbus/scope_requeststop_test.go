@@ -1,7 +1,6 @@
 package dbus
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,13 +21,7 @@ import (
 func TestScopeRequestStopToController(t *testing.T) {
 	needTool(t, "dbus-daemon")
 	h := newHarness(t, testUnits())
-	busDir := t.TempDir()
-	sock := filepath.Join(busDir, "system_bus_socket")
-	startBus(t, busDir, sock)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go h.srv.ServeSystemBus(ctx, sock)
-	waitForOwner(t, sock, 10*time.Second)
+	sock, _ := serveOnNewBus(t, h)
 
 	conn, err := dbus.Connect("unix:path=" + sock)
 	if err != nil {
