@@ -249,7 +249,8 @@ func newHarness(t testing.TB, files map[string]string) *harness {
 	h.write(files)
 	h.loop = observer.New(observer.Options{Logf: h.logf})
 	ctx, cancel := context.WithCancel(context.Background())
-	if _, err := process.Start(ctx, h.loop); err != nil {
+	reaper, err := process.Start(ctx, h.loop)
+	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := units.New(h.loop, units.Options{UnitPaths: []string{h.units},
@@ -273,6 +274,8 @@ func newHarness(t testing.TB, files map[string]string) *harness {
 		stopAll(h.loop, m)
 		cancel()
 		<-done
+		// The next test's own children must not be reaped by this one.
+		<-reaper.Done()
 		if t.Failed() {
 			h.logMu.Lock()
 			t.Logf("manager log:\n%s", h.logBuf.String())

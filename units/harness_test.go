@@ -55,7 +55,8 @@ func newHarnessWith(t *testing.T, files map[string]string, adjust func(*Options)
 	h.loop = observer.New(observer.Options{Logf: h.logf})
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	if _, err := process.Start(ctx, h.loop); err != nil {
+	reaper, err := process.Start(ctx, h.loop)
+	if err != nil {
 		t.Fatal(err)
 	}
 	opts := Options{
@@ -94,6 +95,8 @@ func newHarnessWith(t *testing.T, files map[string]string, adjust func(*Options)
 		}
 		cancel()
 		<-done
+		// The next test's own children must not be reaped by this one.
+		<-reaper.Done()
 		h.m.Close()
 		// inotify instances are counted per user, 128 by default, for
 		// every process of the machine: a test that leaks them makes
