@@ -54,10 +54,13 @@ type mountSyscalls interface {
 
 type kernelMounts struct{}
 
+// The calls run with signals kept off their thread: see sigmask.go.
 func (kernelMounts) Mount(source, target, fstype string, flags uintptr, data string) error {
-	return unix.Mount(source, target, fstype, flags, data)
+	return callWithSignalsOff(func() error { return unix.Mount(source, target, fstype, flags, data) })
 }
-func (kernelMounts) Unmount(target string, flags int) error { return unix.Unmount(target, flags) }
+func (kernelMounts) Unmount(target string, flags int) error {
+	return callWithSignalsOff(func() error { return unix.Unmount(target, flags) })
+}
 
 // mountTable is the manager's view of the mount table, fed by the
 // mountinfo source; it lives on the loop.

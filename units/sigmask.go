@@ -1,6 +1,7 @@
 package units
 
 import (
+	"fmt"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -28,4 +29,21 @@ func keepSignalsOffThisThread() error {
 		all.Val[i] = ^all.Val[i] // every bit, whatever the word size
 	}
 	return unix.PthreadSigmask(unix.SIG_BLOCK, &all, nil)
+}
+
+// callWithSignalsOff runs call on a thread of its own with every signal
+// blocked (keepSignalsOffThisThread), for a single system call that may
+// sleep uninterruptibly: mount(2) of an NFS export whose server is gone,
+// swapoff of a device that stopped answering. The thread is discarded
+// afterwards, so the caller's thread keeps its mask.
+func callWithSignalsOff(call func() error) error {
+	result := make(chan error, 1)
+	go func() {
+		if err := keepSignalsOffThisThread(); err != nil {
+			result <- fmt.Errorf("block signals on the calling thread: %w", err)
+			return
+		}
+		result <- call()
+	}()
+	return <-result
 }

@@ -1,11 +1,13 @@
 package units
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -84,5 +86,43 @@ func TestSignalsReachOtherThreadsWhileOneHangs(t *testing.T) {
 	case <-sigs:
 	case <-time.After(20 * time.Second):
 		t.Fatalf("no SIGCHLD for child %d while the thread that forked it hangs in FUSE", f.pid)
+	}
+}
+
+// TestCallWithSignalsOffBlocksOnlyItsThread: the call runs on a thread
+// that blocks every signal (SigBlk all ones in /proc/thread-self/status),
+// and the caller's thread is left as it was.
+func TestCallWithSignalsOffBlocksOnlyItsThread(t *testing.T) {
+	sigBlk := func() string {
+		data, err := os.ReadFile("/proc/thread-self/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "SigBlk:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		t.Fatal("no SigBlk in /proc/thread-self/status")
+		return ""
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := sigBlk()
+	var inside string
+	if err := callWithSignalsOff(func() error { inside = sigBlk(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// Every signal but SIGKILL and SIGSTOP, which cannot be blocked.
+	const all = "fffffffffffbfeff"
+	if inside != all {
+		t.Errorf("SigBlk inside the call = %s, want %s (every signal blocked)", inside, all)
+	}
+	if after := sigBlk(); after != before || after == all {
+		t.Errorf("the caller's SigBlk went from %s to %s", before, after)
+	}
+	want := errors.New("the call's own error")
+	if err := callWithSignalsOff(func() error { return want }); err != want {
+		t.Errorf("callWithSignalsOff returned %v, want the call's error", err)
 	}
 }

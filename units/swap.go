@@ -117,10 +117,14 @@ func swapCall(trap uintptr, path string, flags int) error {
 	if err != nil {
 		return err
 	}
-	if _, _, e := unix.Syscall(trap, uintptr(unsafe.Pointer(p)), uintptr(flags), 0); e != 0 {
-		return e
-	}
-	return nil
+	// swapon reads the device and swapoff pages everything back in: both
+	// may sleep uninterruptibly on a device that stopped answering.
+	return callWithSignalsOff(func() error {
+		if _, _, e := unix.Syscall(trap, uintptr(unsafe.Pointer(p)), uintptr(flags), 0); e != 0 {
+			return e
+		}
+		return nil
+	})
 }
 
 func (sw *swap) starting() bool { return sw.u.active == StateActivating }
