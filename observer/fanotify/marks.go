@@ -388,6 +388,7 @@ func (s *Source) refreshPassLocked() (map[MarkID]error, map[MarkID]resolved) {
 		s.flushLocked()
 	}
 	s.applied = want
+	s.marked.Store(len(want) > 0 || s.stale)
 	s.snap.Store(sn)
 	if s.beforeWatch != nil {
 		s.beforeWatch()

@@ -116,6 +116,11 @@ type Source struct {
 	// stale is set when a kernel mark could not be removed (its path leads
 	// elsewhere now), so applied no longer lists every kernel mark.
 	stale bool
+	// marked is len(applied) > 0 || stale, readable without mu: a refresh
+	// holds mu while it resolves paths, which may sleep in a file system
+	// that stopped answering, and IfUnmarked must not wait for that when
+	// the answer is no anyway.
+	marked atomic.Bool
 	// lastUsed is what each mark resolved to in the last refresh: a
 	// change of the mount table resolves the marks again only if one of
 	// them now resolves elsewhere (see mountsChanged).
@@ -239,6 +244,7 @@ func (s *Source) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.marked.Store(false) // a closed group holds nothing (IfUnmarked)
 	s.mu.Unlock()
 	close(s.stop)
 	s.releaseAll()
@@ -292,6 +298,9 @@ func (s *Source) Backstop() time.Duration { return s.opts.Deadline }
 // vfork (syscall.ForkExec) can start a program directly under it and must
 // otherwise go through a child that is not a vfork (see the package doc).
 func (s *Source) IfUnmarked(f func()) bool {
+	if s.marked.Load() {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed && (len(s.applied) > 0 || s.stale) {
